@@ -78,6 +78,7 @@ uint64_t hak_batch_add(void *addr, size_t len) {
   else if (B.bytes >= (uint64_t)hak_opt.batch_bytes)
     atomic_store_explicit(&B.trigger, 1 + HAK_FLUSH_WHY_BYTES, memory_order_relaxed);
   pthread_mutex_unlock(&B.lock);
+  if (pending == 1) hak_purge_wake();
   hak_stat_inc(ranges_added);
   hak_stat_add(bytes_added, len);
   int mode = B.mode;
@@ -248,12 +249,24 @@ void hak_batch_poll(void) {
     hak_batch_flush(trig - 1);
     return;
   }
-  uint64_t oldest = atomic_load_explicit(&B.oldest_ms, memory_order_relaxed);
-  if (HAK_LIKELY(oldest == 0) || hak_opt.purge_delay_ms < 0) return;
-  if (hak_coarse_ms() - (oldest & ~1ull) < (uint64_t)hak_opt.purge_delay_ms) return;
-  if (pthread_mutex_trylock(&B.flush_lock) != 0) return;
+  if (HAK_LIKELY(atomic_load_explicit(&B.oldest_ms, memory_order_relaxed) == 0)) return;
+  hak_purge_start();
+  hak_batch_flush_due();
+}
+
+uint64_t hak_batch_oldest_ms(void) {
+  return atomic_load_explicit(&B.oldest_ms, memory_order_relaxed) & ~1ull;
+}
+
+/* True when nothing is left to do (flushed, or nothing due). */
+bool hak_batch_flush_due(void) {
+  uint64_t oldest = hak_batch_oldest_ms();
+  if (oldest == 0 || hak_opt.purge_delay_ms < 0) return true;
+  if (hak_coarse_ms() - oldest < (uint64_t)hak_opt.purge_delay_ms) return true;
+  if (pthread_mutex_trylock(&B.flush_lock) != 0) return false;
   flush_locked(HAK_FLUSH_WHY_DELAY);
   pthread_mutex_unlock(&B.flush_lock);
+  return true;
 }
 
 /* ---- backend choice ------------------------------------------------------*/

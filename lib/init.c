@@ -23,6 +23,7 @@ static void atfork_parent(void) {
 }
 
 static void atfork_child(void) {
+  hak_purge_atfork_child();
   hak_batch_atfork_child();
   hak_large_atfork_child();
   hak_segment_atfork_child();
@@ -40,6 +41,7 @@ void hak_init_slow(void) {
   }
   pthread_mutex_lock(&init_lock);
   hak_options_init();
+  hak_stats_init();
   hak_segmap_init();
   hak_heap_init();
   atomic_store_explicit(&hak_ready, 1, memory_order_release);

@@ -58,6 +58,7 @@ typedef struct hak_options_s {
   int stats;               /* 0 off, 1 table, 2 json */
   char stats_file[256];
   int verbose;
+  int purge_thread;        /* flush due ranges from a thread of our own */
 } hak_options_t;
 
 HAK_INTERNAL extern hak_options_t hak_opt;
@@ -80,6 +81,7 @@ typedef struct hak_counters_s {
 HAK_INTERNAL extern hak_counters_t hak_cnt;
 #define hak_stat_add(field, n) atomic_fetch_add_explicit(&hak_cnt.field, (n), memory_order_relaxed)
 #define hak_stat_inc(field)    hak_stat_add(field, 1)
+HAK_INTERNAL void hak_stats_init(void);
 HAK_INTERNAL void hak_stats_at_exit(void);
 
 /* ---- os (os.c): every system call that maps or advises is counted -------*/
@@ -105,6 +107,8 @@ HAK_INTERNAL uint64_t hak_batch_add(void *addr, size_t len);
 HAK_INTERNAL bool hak_batch_done(uint64_t gen);
 HAK_INTERNAL void hak_batch_cancel(void *addr, size_t len, uint64_t gen);
 HAK_INTERNAL void hak_batch_poll(void);           /* flush if a trigger fired */
+HAK_INTERNAL bool hak_batch_flush_due(void);      /* flush if the oldest range is due */
+HAK_INTERNAL uint64_t hak_batch_oldest_ms(void);  /* 0 when nothing is queued */
 HAK_INTERNAL void hak_batch_flush(int reason);    /* reason: enum below */
 HAK_INTERNAL int hak_batch_set_mode(int mode);    /* probe, fall back; flushes first */
 HAK_INTERNAL void hak_batch_fill_stats(hak_stats_t *st);
@@ -112,6 +116,11 @@ HAK_INTERNAL void hak_batch_atfork_prepare(void);
 HAK_INTERNAL void hak_batch_atfork_parent(void);
 HAK_INTERNAL void hak_batch_atfork_child(void);
 enum { HAK_FLUSH_WHY_COUNT, HAK_FLUSH_WHY_BYTES, HAK_FLUSH_WHY_DELAY, HAK_FLUSH_WHY_EXPLICIT };
+
+/* ---- the purge thread (purge.c) ----------------------------------------*/
+HAK_INTERNAL void hak_purge_start(void);
+HAK_INTERNAL void hak_purge_wake(void);
+HAK_INTERNAL void hak_purge_atfork_child(void);
 
 /* ---- pages and segments (segment.c) -------------------------------------*/
 typedef struct hak_block_s { struct hak_block_s *next; } hak_block_t;

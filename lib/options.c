@@ -27,6 +27,7 @@ HAK_INTERNAL hak_options_t hak_opt = {
   .stats = 0,
   .stats_file = "",
   .verbose = 0,
+  .purge_thread = 1,
 };
 
 typedef enum { OPT_MODE, OPT_ADVICE, OPT_COUNT, OPT_SIZE, OPT_MS, OPT_STATS, OPT_PATH, OPT_BOOL } opt_kind;
@@ -47,6 +48,7 @@ static const opt_desc descs[] = {
   {"STATS", OPT_STATS, 0, 0},
   {"STATS_FILE", OPT_PATH, 0, 0},
   {"VERBOSE", OPT_BOOL, 0, 1},
+  {"PURGE_THREAD", OPT_BOOL, 0, 1},
 };
 #define NDESCS (sizeof(descs) / sizeof(descs[0]))
 
@@ -143,6 +145,7 @@ static bool apply(const opt_desc *d, const char *value) {
   else if (!strcmp(d->name, "PURGE_DELAY_MS")) hak_opt.purge_delay_ms = (long)v;
   else if (!strcmp(d->name, "CACHE_BYTES")) hak_opt.cache_bytes = v;
   else if (!strcmp(d->name, "VERBOSE")) hak_opt.verbose = (int)v;
+  else if (!strcmp(d->name, "PURGE_THREAD")) hak_opt.purge_thread = (int)v;
   return true;
 }
 
@@ -189,6 +192,7 @@ long long hak_option_get(const char *name) {
   if (!strcmp(n, "CACHE_BYTES")) return hak_opt.cache_bytes;
   if (!strcmp(n, "STATS")) return hak_opt.stats;
   if (!strcmp(n, "VERBOSE")) return hak_opt.verbose;
+  if (!strcmp(n, "PURGE_THREAD")) return hak_opt.purge_thread;
   errno = EINVAL;
   return -1;
 }

@@ -168,6 +168,16 @@ void hak_stats_print(int fd) {
   emit(fd, &o);
 }
 
+/* Programs like ls close stderr before exit: keep our own copy of it. */
+static int report_fd = 2;
+
+void hak_stats_init(void) {
+  if (hak_opt.stats && !hak_opt.stats_file[0]) {
+    int fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+    if (fd >= 0) report_fd = fd;
+  }
+}
+
 void hak_stats_at_exit(void) {
   if (!hak_opt.stats) return;
   hak_stats_t st;
@@ -176,11 +186,11 @@ void hak_stats_at_exit(void) {
   o.len = 0;
   if (hak_opt.stats == 2) format_json(&o, &st);
   else format_table(&o, &st);
-  int fd = 2;
+  int fd = report_fd;
   if (hak_opt.stats_file[0]) {
     fd = open(hak_opt.stats_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) { hak_warn("cannot open HAKMEM_STATS_FILE %s\n", hak_opt.stats_file); fd = 2; }
   }
   emit(fd, &o);
-  if (fd != 2) close(fd);
+  if (fd != report_fd) close(fd);
 }
