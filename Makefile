@@ -39,12 +39,17 @@ setup:
 LIB_SRCS := $(wildcard lib/*.c) $(wildcard io/*.c)
 LIB_HDRS := $(wildcard lib/*.h) $(wildcard io/*.h)
 LIB_PIC  := $(LIB_SRCS:%.c=$(BUILD)/pic/%.o)
-LIB_CFLAGS := $(CFLAGS) -fPIC -fvisibility=hidden -ftls-model=initial-exec \
+LIB_CFLAGS := $(CFLAGS) -fPIC -fvisibility=hidden -ftls-model=initial-exec -fno-semantic-interposition \
               -fno-builtin-malloc -fno-builtin-free -Ilib -Iio
 LIB_LIBS := -luring -lpthread
 
-LIBSO := lib/libhakmem.so
-LIBA  := lib/libhakmem.a
+ifeq ($(SAN),1)
+  LIBSO := $(BUILD)/libhakmem.so   # the sanitizer build never replaces the real one
+  LIBA  := $(BUILD)/libhakmem.a
+else
+  LIBSO := lib/libhakmem.so
+  LIBA  := lib/libhakmem.a
+endif
 
 lib: $(LIBSO) $(LIBA)
 
@@ -53,6 +58,7 @@ $(BUILD)/pic/%.o: %.c $(LIB_HDRS) | $(SETUP_STAMP)
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
 
 $(LIBSO): $(LIB_PIC)
+	@mkdir -p $(dir $@)
 	$(CC) -shared -Wl,-soname,libhakmem.so -Wl,-z,now -o $@ $^ $(LDFLAGS) $(LIB_LIBS)
 
 $(LIBA): $(LIB_PIC)

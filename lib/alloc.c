@@ -5,33 +5,31 @@
 
 #include "internal.h"
 
-/* ---- malloc ----------------------------------------------------------------*/
+/* ---- malloc ----------------------------------------------------------------
+ * The fast paths are leaves: everything else is a tail call to a function
+ * that is not inlined, so that the common case saves no registers. */
 
-static inline void *small_alloc(size_t size) {
-  hak_heap_t *h = hak_tls_heap;
-  if (HAK_LIKELY(h != NULL)) {
-    hak_page_t *pg = h->pages[hak_size_class(size)];
-    if (HAK_LIKELY(pg != NULL)) {
-      hak_block_t *b = pg->free;
-      if (HAK_LIKELY(b != NULL)) {
-        pg->free = b->next;
-        pg->used++;
-        h->alloc_small++;
-        return b;
-      }
-    }
-  }
-  return hak_heap_malloc_slow(size);
+static HAK_NOINLINE void *malloc_slow(size_t size) {
+  void *p;
+  if (size <= HAK_MEDIUM_MAX) p = hak_heap_malloc_slow(size);
+  else { hak_ensure_init(); p = hak_large_alloc(size, HAK_OS_PAGE, false); }
+  if (HAK_UNLIKELY(!p)) errno = ENOMEM;
+  return p;
 }
 
 void *hak_malloc(size_t size) {
-  if (HAK_LIKELY(size <= HAK_MEDIUM_MAX)) {
-    void *p = small_alloc(size);
-    if (HAK_UNLIKELY(!p)) errno = ENOMEM;
-    return p;
+  hak_heap_t *h = hak_tls_heap;
+  if (HAK_LIKELY(size <= HAK_MEDIUM_MAX && h != NULL)) {
+    hak_page_t *pg = h->pages[hak_size_class(size)];
+    hak_block_t *b;
+    if (HAK_LIKELY(pg != NULL && (b = pg->free) != NULL)) {
+      pg->free = b->next;
+      pg->used++;
+      h->alloc_small++;
+      return b;
+    }
   }
-  hak_ensure_init();
-  return hak_large_alloc(size, HAK_OS_PAGE, false);
+  return malloc_slow(size);
 }
 
 void *hak_calloc(size_t count, size_t size) {
@@ -61,8 +59,8 @@ static void *aligned_small(size_t align, size_t size) {
 
 static void *aligned_any(size_t align, size_t size) {
   if (align <= HAK_ALIGN_MIN) return hak_malloc(size);
-  if (size + align - 1 <= HAK_MEDIUM_MAX && align <= HAK_OS_PAGE) return aligned_small(align, size);
   if (size > ((size_t)1 << HAK_ADDR_BITS) || align > ((size_t)1 << 40)) { errno = ENOMEM; return NULL; }
+  if (size + align - 1 <= HAK_MEDIUM_MAX && align <= HAK_OS_PAGE) return aligned_small(align, size);
   hak_ensure_init();
   return hak_large_alloc(size > HAK_MEDIUM_MAX ? size : HAK_MEDIUM_MAX + 1, align, false);
 }
@@ -83,26 +81,44 @@ int hak_posix_memalign(void **out, size_t align, size_t size) {
 
 /* ---- free ------------------------------------------------------------------*/
 
+/* NULL, a large block, or a pointer that is not ours. */
+static HAK_NOINLINE void free_other(void *p) {
+  if (!p) return;
+  if (!hak_large_free(p)) hak_fatal_pointer("free(): invalid pointer", p);
+}
+
+/* A small block freed by another thread, at an aligned interior pointer, or
+ * freed twice in a row. */
+static HAK_NOINLINE void free_small_slow(hak_page_t *pg, void *p) {
+  if (HAK_UNLIKELY(!pg->heap)) hak_fatal_pointer("free(): invalid pointer (not allocated)", p);
+  hak_block_t *b = hak_block_of(pg, p);
+  hak_heap_t *h = hak_tls_heap;
+  if (pg->heap != h) { hak_heap_free_remote(pg, b); return; }
+  if (HAK_UNLIKELY(b == pg->free)) hak_fatal_pointer("free(): double free detected", p);
+  b->next = pg->free;
+  pg->free = b;
+  h->free_small++;
+  if (--pg->used == 0 || atomic_load_explicit(&pg->in_full, memory_order_relaxed))
+    hak_heap_free_local_slow(pg, b);
+}
+
 void hak_free(void *p) {
-  if (HAK_UNLIKELY(!p)) return;
   if (HAK_LIKELY(hak_segmap_contains(p))) {
     hak_page_t *pg = hak_page_of(p);
     hak_heap_t *h = hak_tls_heap;
-    if (HAK_UNLIKELY(!pg->heap)) hak_fatal_pointer("free(): invalid pointer (not allocated)", p);
-    hak_block_t *b = hak_block_of(pg, p);
-    if (HAK_LIKELY(pg->heap == h)) {
-      if (HAK_UNLIKELY(b == pg->free)) hak_fatal_pointer("free(): double free detected", p);
+    hak_block_t *b = p;
+    if (HAK_LIKELY(pg->heap == h && !pg->has_aligned && b != pg->free)) {
       b->next = pg->free;
       pg->free = b;
       h->free_small++;
-      if (HAK_UNLIKELY(--pg->used == 0 || atomic_load_explicit(&pg->in_full, memory_order_relaxed)))
-        hak_heap_free_local_slow(pg, b);
+      if (HAK_LIKELY(--pg->used != 0 && !atomic_load_explicit(&pg->in_full, memory_order_relaxed))) return;
+      hak_heap_free_local_slow(pg, b);
       return;
     }
-    hak_heap_free_remote(pg, b);
+    free_small_slow(pg, p);
     return;
   }
-  if (!hak_large_free(p)) hak_fatal_pointer("free(): invalid pointer", p);
+  free_other(p);
 }
 
 /* ---- size and realloc ------------------------------------------------------*/
@@ -147,3 +163,15 @@ int hak_trim(void) {
   given += hak_segment_trim();
   return given > 0;
 }
+
+/* ---- the C library's names for the hottest entry points ----------------------
+ * Aliases, not wrappers: malloc is hak_malloc, without a call in between.
+ * The rest of the family is in override.c. */
+#ifndef HAK_SANITIZE
+#define HAK_ALIAS(name) __attribute__((alias(#name), visibility("default")))
+HAK_MALLOC_ATTR void *malloc(size_t size) HAK_ALIAS(hak_malloc);
+void free(void *p) HAK_ALIAS(hak_free);
+void cfree(void *p) HAK_ALIAS(hak_free);
+HAK_MALLOC_ATTR void *calloc(size_t count, size_t size) HAK_ALIAS(hak_calloc);
+void *realloc(void *p, size_t size) HAK_ALIAS(hak_realloc);
+#endif

@@ -155,7 +155,14 @@ typedef struct hak_segment_s {
 _Static_assert(sizeof(hak_segment_t) <= HAK_SEGMENT_INFO, "segment info too big");
 
 HAK_INTERNAL void hak_segmap_init(void);
-HAK_INTERNAL bool hak_segmap_contains(const void *p);
+/* One bit per 4 MiB of the address space: is it a hakmem segment? */
+#define HAK_SEGMAP_BITS (1UL << (HAK_ADDR_BITS - HAK_SEGMENT_SHIFT))
+HAK_INTERNAL extern _Atomic uint64_t *hak_segmap;
+static inline bool hak_segmap_contains(const void *p) {
+  uintptr_t idx = (uintptr_t)p >> HAK_SEGMENT_SHIFT;
+  if (HAK_UNLIKELY(idx >= HAK_SEGMAP_BITS)) return false;
+  return (atomic_load_explicit(&hak_segmap[idx >> 6], memory_order_relaxed) >> (idx & 63)) & 1;
+}
 HAK_INTERNAL hak_page_t *hak_page_alloc(struct hak_heap_s *heap, int kind);
 HAK_INTERNAL void hak_page_release(hak_page_t *page);
 HAK_INTERNAL size_t hak_segment_trim(void);   /* unmap cached empty segments */

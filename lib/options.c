@@ -139,7 +139,12 @@ static bool apply(const opt_desc *d, const char *value) {
     if (!parse_int(value, &v)) return false;
     break;
   }
-  if (v < d->min || v > d->max) return false;
+  if (v < d->min || v > d->max) {
+    /* A number out of range is clamped, and said so: the intent is clear. */
+    long long c = v < d->min ? d->min : d->max;
+    hak_warn("HAKMEM_%s=%s is out of range [%lld, %lld]; using %lld\n", d->name, value, d->min, d->max, c);
+    v = c;
+  }
   if (!strcmp(d->name, "BATCH_MAX")) hak_opt.batch_max = (long)v;
   else if (!strcmp(d->name, "BATCH_BYTES")) hak_opt.batch_bytes = v;
   else if (!strcmp(d->name, "PURGE_DELAY_MS")) hak_opt.purge_delay_ms = (long)v;

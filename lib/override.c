@@ -10,11 +10,7 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-EXPORT void *malloc(size_t size) { return hak_malloc(size); }
-EXPORT void free(void *p) { hak_free(p); }
-EXPORT void cfree(void *p) { hak_free(p); }
-EXPORT void *calloc(size_t n, size_t size) { return hak_calloc(n, size); }
-EXPORT void *realloc(void *p, size_t size) { return hak_realloc(p, size); }
+/* malloc, free, cfree, calloc and realloc are aliases defined in alloc.c. */
 
 EXPORT void *reallocarray(void *p, size_t n, size_t size) {
   size_t total;

@@ -7,27 +7,21 @@
 
 #include "internal.h"
 
-#define SEGMAP_BITS (1UL << (HAK_ADDR_BITS - HAK_SEGMENT_SHIFT))
 
-static _Atomic uint64_t *segmap;   /* lazily committed: untouched parts cost nothing */
+_Atomic uint64_t *hak_segmap;      /* lazily committed: untouched parts cost nothing */
+#define segmap hak_segmap
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static hak_segment_t *cache;       /* empty segments, linked through next */
 static int cache_count;
 
 void hak_segmap_init(void) {
-  segmap = mmap(NULL, SEGMAP_BITS / 8, PROT_READ | PROT_WRITE,
+  segmap = mmap(NULL, HAK_SEGMAP_BITS / 8, PROT_READ | PROT_WRITE,
                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   hak_stat_inc(mmap_calls);
   if (segmap == MAP_FAILED) {
     hak_warn("cannot reserve the segment map\n");
     abort();
   }
-}
-
-bool hak_segmap_contains(const void *p) {
-  uintptr_t idx = (uintptr_t)p >> HAK_SEGMENT_SHIFT;
-  if (HAK_UNLIKELY(idx >= SEGMAP_BITS)) return false;
-  return (atomic_load_explicit(&segmap[idx >> 6], memory_order_relaxed) >> (idx & 63)) & 1;
 }
 
 static void segmap_mark(hak_segment_t *s, bool on) {

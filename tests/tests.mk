@@ -6,7 +6,11 @@
 TEST_SRCS  := $(wildcard tests/test_*.c)
 TEST_OBJS  := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 TEST_PROGS := $(patsubst tests/prog_%.c,tests/bin/prog_%,$(wildcard tests/prog_*.c))
-TEST_RUNNER := tests/bin/check_hakmem
+ifeq ($(SAN),1)
+  TEST_RUNNER := $(BUILD)/tests/bin/check_hakmem  # programs stay the normal tests/bin/prog_*
+else
+  TEST_RUNNER := tests/bin/check_hakmem
+endif
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
 
@@ -36,8 +40,8 @@ check: all $(TEST_DEPS)
 
 # The same suites under ASan/UBSan: the library is built without the malloc
 # family (ASan owns malloc), tests use the hak_ API, LD_PRELOAD tests skip.
-check-san:
-	$(MAKE) SAN=1 $(TEST_RUNNER) $(TEST_PROGS)
-	@HAK_SANITIZE=1 tests/run.sh $(TEST_RUNNER)
+check-san: all $(TEST_PROGS) $(LIBSO) $(TEST_EXTRA_DEPS)
+	$(MAKE) SAN=1 build-san/tests/bin/check_hakmem
+	@HAK_SANITIZE=1 ASAN_OPTIONS=detect_leaks=0 tests/run.sh build-san/tests/bin/check_hakmem
 
 CLEAN_EXTRA += tests/bin
