@@ -1,0 +1,47 @@
+# Draws the allocator comparison written by bench/compare --png FILE.
+#   gnuplot -e "datafile='X.dat'; outfile='X.png'; ncols=6" scripts/plot-compare.gp
+# datafile has two blocks (gnuplot indexes 0 and 1), each a header line
+# "group ALLOC1 ALLOC2 ..." then one line per scenario/threads:
+#   0: ns/op median divided by the best median of that scenario/threads
+#   1: RSS after the free phase, MiB
+# '?' marks a missing value (allocator skipped or failed).
+
+if (!exists("datafile")) datafile = 'bench/out/compare.dat'
+if (!exists("outfile")) outfile = 'bench/out/compare.png'
+if (!exists("ncols")) ncols = 6
+
+set terminal pngcairo size 1400,900 font "sans,10"
+set output outfile
+set datafile missing "?"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set grid ytics
+set key outside right top vertical
+set xtics nomirror
+set multiplot layout 2,1 title "hakmem vs. glibc, mimalloc, jemalloc, tcmalloc (scenario/threads)"
+
+# Ratios span 1x to ~250x (glibc on vm). Bars are cut at ymax so that the
+# differences that matter (1.0x-1.5x) stay visible; a cut bar carries its value.
+ymax = 3.0
+clip(v) = v > ymax ? ymax : v
+# x of column i's bar in cluster row: gnuplot spreads ncols bars over 1 unit
+# with a gap of one bar width ("gap 1"); "every ::1" skips the header line so
+# that $0 counts the clusters from 0.
+barx(row, i) = row + (i - 2 - (ncols - 1) / 2.0) / (ncols + 1.0)
+set title "time per malloc+free pair, ratio to the best allocator (lower is better, 1 = best)"
+set yrange [0:ymax * 1.08]
+set ytics 0.5
+set ylabel "ns/op ÷ best"
+plot for [i=2:ncols+1] datafile index 0 using (clip(column(i))):xtic(1) title columnheader(i), \
+     for [i=2:ncols+1] datafile index 0 every ::1 using (barx($0, i)):(ymax):(column(i) > ymax ? sprintf(column(i) < 10 ? "%.1fx" : "%.0fx", column(i)) : "") \
+         with labels offset 0,0.6 font ",8" notitle
+
+set title "RSS after everything was freed and 100 ms of idle (lower is better)"
+set ytics auto
+set yrange [0:*]
+set ylabel "MiB"
+plot for [i=2:ncols+1] datafile index 1 using i:xtic(1) title columnheader(i)
+
+unset multiplot
