@@ -17,12 +17,19 @@
 static struct io_uring ring;
 static int ring_ready;           /* 1 ready, 0 not yet, -errno failed */
 
+static pthread_mutex_t ring_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Probes from several threads may race to set the ring up: one does it. */
 static int ring_open(void) {
-  if (ring_ready == 1) return 0;
-  int rc = io_uring_queue_init(RING_ENTRIES, &ring, 0);
-  if (rc < 0) return -rc;
-  ring_ready = 1;
-  return 0;
+  if (__atomic_load_n(&ring_ready, __ATOMIC_ACQUIRE) == 1) return 0;
+  pthread_mutex_lock(&ring_lock);
+  int rc = 0;
+  if (ring_ready != 1) {
+    rc = io_uring_queue_init(RING_ENTRIES, &ring, 0);
+    if (rc == 0) __atomic_store_n(&ring_ready, 1, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock(&ring_lock);
+  return rc < 0 ? -rc : 0;
 }
 
 static int uring_probe(void) {
@@ -87,6 +94,7 @@ static void uring_submit(const struct iovec *iov, size_t n, int advice, hak_io_r
 
 static void uring_atfork_child(void) {
   /* The ring's memory and file are the parent's: forget them, open anew. */
+  pthread_mutex_init(&ring_lock, NULL);
   if (ring_ready == 1) {
     io_uring_queue_exit(&ring);
     ring_ready = 0;

@@ -59,14 +59,10 @@ static int current_pidfd(void) {
   return vector_probe() == 0 ? atomic_load(&pidfd) : -1;
 }
 
-static size_t ranges_covered(const struct iovec *iov, size_t n, size_t *bytes) {
-  size_t i = 0;
-  while (i < n && *bytes >= iov[i].iov_len) *bytes -= iov[i++].iov_len;
-  return i;
-}
-
 /* The kernel stops at the first failing range and returns the bytes done
- * before it: continue after them until everything is done or a range fails. */
+ * before it, and it advises at most MAX_RW_COUNT (2 GiB - 4 KiB) of one
+ * range per call: continue from where it stopped, inside a range if need be,
+ * until everything is done or a range fails. */
 static void vector_submit(const struct iovec *iov, size_t n, int advice, hak_io_result_t *res) {
   res->ranges_done = 0;
   res->bytes_done = 0;
@@ -74,19 +70,28 @@ static void vector_submit(const struct iovec *iov, size_t n, int advice, hak_io_
   res->err = 0;
   int fd = current_pidfd();
   if (fd == -1) { res->err = EBADF; return; }
-  while (res->ranges_done < n) {
-    size_t chunk = n - res->ranges_done;
-    if (chunk > HAK_IOV_MAX) chunk = HAK_IOV_MAX;
-    const struct iovec *v = iov + res->ranges_done;
+  size_t i = 0, off = 0;  /* next byte to advise: iov[i] + off */
+  while (i < n) {
+    long got;
     res->syscalls++;
-    long got = pmadvise(fd, v, chunk, advice);
-    if (got < 0) { res->err = errno; return; }
-    size_t bytes = (size_t)got;
-    size_t done = ranges_covered(v, chunk, &bytes);
-    res->ranges_done += done;
-    res->bytes_done += (uint64_t)got - bytes;
-    if (done == 0) { res->err = EIO; return; }  /* no progress: never spin */
+    if (off) {
+      struct iovec rest = {(char *)iov[i].iov_base + off, iov[i].iov_len - off};
+      got = pmadvise(fd, &rest, 1, advice);
+    } else {
+      got = pmadvise(fd, iov + i, n - i < HAK_IOV_MAX ? n - i : HAK_IOV_MAX, advice);
+    }
+    if (got < 0) { res->err = errno; break; }
+    if (got == 0) { res->err = EIO; break; }  /* no progress: never spin */
+    res->bytes_done += (uint64_t)got;
+    for (size_t b = (size_t)got; b > 0 && i < n;) {
+      size_t left = iov[i].iov_len - off;
+      if (b < left) { off += b; break; }
+      b -= left;
+      i++;
+      off = 0;
+    }
   }
+  res->ranges_done = i;
 }
 
 static void vector_atfork_child(void) {
