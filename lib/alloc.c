@@ -87,6 +87,15 @@ static HAK_NOINLINE void free_other(void *p) {
   if (!hak_large_free(p)) hak_fatal_pointer("free(): invalid pointer", p);
 }
 
+/* The owner's free: push, and see to the page when it empties or was full. */
+static inline void free_local(hak_heap_t *h, hak_page_t *pg, hak_block_t *b) {
+  b->next = pg->free;
+  pg->free = b;
+  h->free_small++;
+  if (HAK_UNLIKELY(--pg->used == 0 || atomic_load_explicit(&pg->in_full, memory_order_relaxed)))
+    hak_heap_free_local_slow(pg);
+}
+
 /* A small block freed by another thread, at an aligned interior pointer, or
  * freed twice in a row. */
 static HAK_NOINLINE void free_small_slow(hak_page_t *pg, void *p) {
@@ -95,11 +104,7 @@ static HAK_NOINLINE void free_small_slow(hak_page_t *pg, void *p) {
   hak_heap_t *h = hak_tls_heap;
   if (pg->heap != h) { hak_heap_free_remote(pg, b); return; }
   if (HAK_UNLIKELY(b == pg->free)) hak_fatal_pointer("free(): double free detected", p);
-  b->next = pg->free;
-  pg->free = b;
-  h->free_small++;
-  if (--pg->used == 0 || atomic_load_explicit(&pg->in_full, memory_order_relaxed))
-    hak_heap_free_local_slow(pg, b);
+  free_local(h, pg, b);
 }
 
 void hak_free(void *p) {
@@ -108,11 +113,7 @@ void hak_free(void *p) {
     hak_heap_t *h = hak_tls_heap;
     hak_block_t *b = p;
     if (HAK_LIKELY(pg->heap == h && !pg->has_aligned && b != pg->free)) {
-      b->next = pg->free;
-      pg->free = b;
-      h->free_small++;
-      if (HAK_LIKELY(--pg->used != 0 && !atomic_load_explicit(&pg->in_full, memory_order_relaxed))) return;
-      hak_heap_free_local_slow(pg, b);
+      free_local(h, pg, b);
       return;
     }
     free_small_slow(pg, p);

@@ -210,8 +210,7 @@ void *hak_heap_malloc_slow(size_t size) {
 /* ---- free ----------------------------------------------------------------*/
 
 /* The block is already on pg->free; the page just emptied or was full. */
-void hak_heap_free_local_slow(hak_page_t *pg, hak_block_t *b) {
-  (void)b;
+void hak_heap_free_local_slow(hak_page_t *pg) {
   hak_heap_t *h = pg->heap;
   if (atomic_load_explicit(&pg->in_full, memory_order_relaxed)) move_from_full(h, pg);
   if (retire_if_empty(h, pg, true)) hak_batch_poll();

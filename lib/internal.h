@@ -207,7 +207,7 @@ static inline int hak_size_class(size_t size) {
   return 8 + (b - 7) * 4 + (int)(((size - 1) >> (b - 2)) & 3);
 }
 HAK_INTERNAL void *hak_heap_malloc_slow(size_t size);
-HAK_INTERNAL void hak_heap_free_local_slow(hak_page_t *page, hak_block_t *b);
+HAK_INTERNAL void hak_heap_free_local_slow(hak_page_t *page);
 HAK_INTERNAL void hak_heap_free_remote(hak_page_t *page, hak_block_t *b);
 HAK_INTERNAL void hak_heap_init(void);
 HAK_INTERNAL void hak_heap_collect_all(void);  /* this thread: retire empty pages */

@@ -245,8 +245,8 @@ bool hak_large_free(void *p) {
   return true;
 }
 
-/* Is p a block we gave out? Lets free() tell a double free from a foreign
- * pointer: a cached block was freed already. */
+/* Usable bytes of a live large block; 0 for a cached (freed) block or a
+ * pointer that is not a large block. */
 size_t hak_large_usable(const void *p) {
   pthread_mutex_lock(&lock);
   node_t *e = lookup(p);

@@ -159,14 +159,18 @@ static void format_json(out_t *o, const hak_stats_t *st) {
   put(o, "}\n");
 }
 
-void hak_stats_print(int fd) {
+/* One report, as a table or one JSON line, built on the caller's stack. */
+static void write_report(int fd, bool json) {
   hak_stats_t st;
   hak_stats(&st);
-  static out_t o;  /* 8 KiB: not on a small thread stack */
+  out_t o;
   o.len = 0;
-  format_table(&o, &st);
+  if (json) format_json(&o, &st);
+  else format_table(&o, &st);
   emit(fd, &o);
 }
+
+void hak_stats_print(int fd) { write_report(fd, false); }
 
 /* Programs like ls close stderr before exit: keep our own copy of it. */
 static int report_fd = 2;
@@ -180,17 +184,11 @@ void hak_stats_init(void) {
 
 void hak_stats_at_exit(void) {
   if (!hak_opt.stats) return;
-  hak_stats_t st;
-  hak_stats(&st);
-  static out_t o;
-  o.len = 0;
-  if (hak_opt.stats == 2) format_json(&o, &st);
-  else format_table(&o, &st);
   int fd = report_fd;
   if (hak_opt.stats_file[0]) {
     fd = open(hak_opt.stats_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) { hak_warn("cannot open HAKMEM_STATS_FILE %s\n", hak_opt.stats_file); fd = 2; }
   }
-  emit(fd, &o);
-  if (fd != report_fd) close(fd);
+  write_report(fd, hak_opt.stats == 2);
+  if (fd != report_fd && fd != 2) close(fd);
 }
