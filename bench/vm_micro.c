@@ -37,13 +37,9 @@ static uint64_t now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Mode 0 is the floor: no release at all. */
 static const hak_io_backend_t *backend_of(int mode) {
-  switch (mode) {
-  case HAK_FLUSH_VECTOR: return &hak_io_vector;
-  case HAK_FLUSH_LOOP: return &hak_io_loop;
-  case HAK_FLUSH_URING: return &hak_io_uring;
-  default: return NULL;   /* the floor */
-  }
+  return mode == 0 ? NULL : hak_io_backend(mode);
 }
 
 static void touch_all(char *base, const struct iovec *iov, int n) {

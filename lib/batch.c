@@ -1,166 +1,302 @@
-/* The release batch: one queue per process of ranges waiting to go back to
- * the kernel, flushed through one backend call so that N ranges cost one
- * TLB flush (vector) instead of N (loop).
+/* The release batch: the ranges waiting to go back to the kernel, flushed
+ * through one backend call so that N ranges cost one TLB flush (vector)
+ * instead of N (loop).
  *
  * The invariant: a queued range is never advised after any byte of it has
- * been handed out again or unmapped. Reuse goes through hak_batch_cancel,
- * which takes the range out of the queue, or, when a flush already holds
- * it, waits for that flush to finish. The flush syscall runs holding only
- * flush_lock, never the queue lock or any allocator lock. */
+ * been handed out again or unmapped. Reuse goes through _hak_batch_cancel,
+ * which takes the range out of the queue or, when a flush already holds it,
+ * waits for that flush to end; and a flush ends only when the kernel holds
+ * none of its ranges, whatever the backend met on the way.
+ *
+ * The queue is sharded by 4 MiB region, so that threads releasing different
+ * memory do not contend; a flush sweeps every shard into one in-flight list,
+ * sorted by address, and runs the syscalls holding only flush_lock. Adding
+ * never flushes: it raises a trigger, and whoever drives the batch (the
+ * purge thread, or the allocator's slow path without one) flushes. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/sdt.h>
+#include <time.h>
 
 #include "hak_io.h"
 #include "internal.h"
 
-#define QCAP (2 * HAK_BATCH_LIMIT)  /* room to keep queuing while a flush runs */
+#define SHARDS 16
+#define SHARD_CAP 512
+#define QMAX (SHARDS * SHARD_CAP)
+#define REFUSALS_MAX 3  /* ranges in a row a backend refuses and madvise takes */
 
 typedef struct {
-  pthread_mutex_t lock;        /* the queue and the in-flight list */
-  pthread_mutex_t flush_lock;  /* held across the flush syscall */
-  struct iovec q[QCAP];
-  uint32_t n;
-  uint64_t bytes;
-  uint64_t gen;                /* generation of the ranges being queued */
-  _Atomic uint64_t done_gen;   /* every generation below it is out of the kernel's hands */
-  _Atomic uint64_t oldest_ms;  /* queue time of the oldest range, 0 when empty */
-  _Atomic int trigger;         /* 1 + HAK_FLUSH_WHY_* when a limit was reached */
-  struct iovec inflight[QCAP];
-  uint32_t ninflight;
-  const hak_io_backend_t *io;  /* NULL: HAKMEM_FLUSH=off */
-  int mode;                    /* hak_flush_mode_t in use */
-  int mode_requested;
-  int fallback_errno;
-  char fallback_reason[64];
-} batch_t;
+  uintptr_t addr;
+  size_t len;
+  int advice;  /* the advice in force when the range was queued */
+} entry_t;
 
-static batch_t B = {
-  .lock = PTHREAD_MUTEX_INITIALIZER,
-  .flush_lock = PTHREAD_MUTEX_INITIALIZER,
+typedef struct {
+  pthread_mutex_t lock;
+  uint32_t n;
+  entry_t q[SHARD_CAP];
+} __attribute__((aligned(64))) shard_t;
+
+static struct {
+  shard_t shard[SHARDS];
+  _Atomic uint64_t gen;          /* token of the ranges being queued */
+  _Atomic uint64_t done_gen;     /* every token below it is out of the kernel's hands */
+  _Atomic uint64_t pending, pending_bytes;
+  _Atomic uint64_t oldest_ms;    /* queue time of the oldest range (| 1), 0 when empty */
+  _Atomic int trigger;           /* 1 + HAK_FLUSH_WHY_* when a limit was reached */
+  pthread_mutex_t flush_lock;    /* one flush at a time; held across its syscalls */
+  /* the flush in progress */
+  pthread_mutex_t inflight_lock;
+  pthread_cond_t inflight_done;
+  uint32_t ninflight;
+  entry_t inflight[QMAX];        /* sorted by address */
+  struct iovec iov[QMAX];
+  /* the backend: changed under flush_lock and mode_lock, read under either */
+  pthread_mutex_t mode_lock;
+  const hak_io_backend_t *io;    /* NULL: HAKMEM_FLUSH=off */
+  _Atomic int off;
+  int mode, mode_requested, fallback_errno, refusals;
+  char fallback_reason[64];
+  /* whoever drives the batch sleeps here */
+  pthread_mutex_t wake_lock;
+  pthread_cond_t wake;
+  _Atomic int sleeping, kicked;
+} B = {
   .gen = 1,
   .done_gen = 1,
+  .flush_lock = PTHREAD_MUTEX_INITIALIZER,
+  .inflight_lock = PTHREAD_MUTEX_INITIALIZER,
+  .mode_lock = PTHREAD_MUTEX_INITIALIZER,
+  .wake_lock = PTHREAD_MUTEX_INITIALIZER,
   .io = &hak_io_loop,
   .mode = HAK_FLUSH_LOOP,
 };
 
-static const hak_io_backend_t *backend_of(int mode) {
-  switch (mode) {
-  case HAK_FLUSH_VECTOR: return &hak_io_vector;
-  case HAK_FLUSH_URING: return &hak_io_uring;
-  case HAK_FLUSH_OFF: return NULL;
-  default: return &hak_io_loop;
-  }
+static shard_t *shard_of(uintptr_t addr) {
+  uint64_t region = addr >> HAK_SEGMENT_SHIFT;
+  return &B.shard[(region * 0x9E3779B97F4A7C15ull) >> 60];
 }
 
-/* ---- queue ---------------------------------------------------------------*/
+static void init_sync(void) {
+  for (int i = 0; i < SHARDS; i++) pthread_mutex_init(&B.shard[i].lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&B.wake, &ca);
+  pthread_cond_init(&B.inflight_done, &ca);
+  pthread_condattr_destroy(&ca);
+}
 
-uint64_t hak_batch_add(void *addr, size_t len) {
-  if (HAK_UNLIKELY(!B.io)) {  /* off: memory stays resident */
-    hak_stat_inc(ranges_dropped);
+/* ---- waking the driver --------------------------------------------------------*/
+
+/* Pairs with _hak_batch_wait: the flag is set before `sleeping` is read,
+ * and read after it is set, so one side always sees the other. */
+void _hak_batch_kick(void) {
+  atomic_store(&B.kicked, 1);
+  if (!atomic_load(&B.sleeping)) return;
+  pthread_mutex_lock(&B.wake_lock);
+  pthread_cond_signal(&B.wake);
+  pthread_mutex_unlock(&B.wake_lock);
+}
+
+static struct timespec deadline_of(uint64_t until_ms) {
+  /* until_ms is on the coarse clock; sleep the difference on the fine one. */
+  uint64_t now = _hak_coarse_ms(), ms = until_ms > now ? until_ms - now : 0;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t ns = (uint64_t)ts.tv_nsec + (ms ? ms : 1) * 1000000ull;
+  ts.tv_sec += (time_t)(ns / 1000000000ull);
+  ts.tv_nsec = (long)(ns % 1000000000ull);
+  return ts;
+}
+
+void _hak_batch_wait(uint64_t until_ms) {
+  int old;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+  pthread_mutex_lock(&B.wake_lock);
+  atomic_store(&B.sleeping, 1);
+  if (!atomic_load(&B.trigger) && !atomic_load(&B.kicked)) {
+    if (until_ms == 0) {
+      pthread_cond_wait(&B.wake, &B.wake_lock);
+    } else {
+      struct timespec ts = deadline_of(until_ms);
+      pthread_cond_timedwait(&B.wake, &B.wake_lock, &ts);
+    }
+  }
+  atomic_store(&B.sleeping, 0);
+  atomic_store(&B.kicked, 0);
+  pthread_mutex_unlock(&B.wake_lock);
+  pthread_setcancelstate(old, NULL);
+}
+
+/* ---- queue ------------------------------------------------------------------------*/
+
+static void raise_trigger(int why) {
+  int none = 0;
+  if (atomic_compare_exchange_strong(&B.trigger, &none, 1 + why)) _hak_batch_kick();
+}
+
+uint64_t _hak_batch_add(void *addr, size_t len) {
+  if (HAK_UNLIKELY(atomic_load_explicit(&B.off, memory_order_relaxed))) {
+    hak_stat_inc(ranges_dropped);  /* FLUSH=off: the memory stays resident */
     return 0;
   }
-  pthread_mutex_lock(&B.lock);
-  if (HAK_UNLIKELY(B.n == QCAP)) {
-    pthread_mutex_unlock(&B.lock);
-    hak_stat_inc(ranges_dropped);
+  shard_t *s = shard_of((uintptr_t)addr);
+  pthread_mutex_lock(&s->lock);
+  if (HAK_UNLIKELY(s->n == SHARD_CAP)) {
+    pthread_mutex_unlock(&s->lock);
+    hak_stat_inc(ranges_dropped);  /* resident until reused; a flush is overdue */
+    raise_trigger(HAK_FLUSH_WHY_COUNT);
     return 0;
   }
-  B.q[B.n++] = (struct iovec){addr, len};
-  B.bytes += len;
-  uint64_t gen = B.gen;
-  uint32_t pending = B.n;
-  if (pending == 1) atomic_store_explicit(&B.oldest_ms, hak_coarse_ms() | 1, memory_order_relaxed);
-  if (pending >= (uint32_t)hak_opt.batch_max)
-    atomic_store_explicit(&B.trigger, 1 + HAK_FLUSH_WHY_COUNT, memory_order_relaxed);
-  else if (B.bytes >= (uint64_t)hak_opt.batch_bytes)
-    atomic_store_explicit(&B.trigger, 1 + HAK_FLUSH_WHY_BYTES, memory_order_relaxed);
-  pthread_mutex_unlock(&B.lock);
-  if (pending == 1) hak_purge_wake();
+  s->q[s->n++] = (entry_t){(uintptr_t)addr, len, (int)hak_opt(ADVICE)};
+  /* Read under the shard lock: a flush that takes this range has a
+   * generation no newer than the token (see flush_locked). */
+  uint64_t token = atomic_load(&B.gen);
+  uint64_t pending = atomic_fetch_add(&B.pending, 1) + 1;
+  uint64_t bytes = atomic_fetch_add(&B.pending_bytes, len) + len;
+  pthread_mutex_unlock(&s->lock);
+
+  uint64_t zero = 0;
+  if (atomic_compare_exchange_strong(&B.oldest_ms, &zero, _hak_coarse_ms() | 1)) _hak_batch_kick();
+  if (pending >= (uint64_t)hak_opt(BATCH_MAX)) raise_trigger(HAK_FLUSH_WHY_COUNT);
+  else if (bytes >= (uint64_t)hak_opt(BATCH_BYTES)) raise_trigger(HAK_FLUSH_WHY_BYTES);
   hak_stat_inc(ranges_added);
   hak_stat_add(bytes_added, len);
-  int mode = B.mode;
-  STAP_PROBE3(hakmem, batch_add, pending, len, mode);
-  return gen;
+  STAP_PROBE3(hakmem, batch_add, pending, len, HAK_LOAD(B.mode));
+  return token;
 }
 
-bool hak_batch_done(uint64_t gen) {
-  return gen < atomic_load_explicit(&B.done_gen, memory_order_acquire);
+static bool overlaps(const entry_t *e, uintptr_t lo, uintptr_t hi) {
+  return e->addr < hi && lo < e->addr + e->len;
 }
 
-static bool overlaps(const struct iovec *v, uintptr_t lo, uintptr_t hi) {
-  uintptr_t a = (uintptr_t)v->iov_base, b = a + v->iov_len;
-  return a < hi && lo < b;
-}
-
-/* Cut [lo,hi) out of q[i]; returns the bytes taken out. */
-static size_t cut_entry(uint32_t i, uintptr_t lo, uintptr_t hi) {
-  uintptr_t a = (uintptr_t)B.q[i].iov_base, b = a + B.q[i].iov_len;
-  size_t before = B.q[i].iov_len;
+/* Cut [lo,hi) out of q[i]; returns the bytes taken out. A piece left on
+ * either side stays in this shard, with this generation. */
+static size_t cut_entry(shard_t *s, uint32_t i, uintptr_t lo, uintptr_t hi) {
+  entry_t *e = &s->q[i];
+  uintptr_t a = e->addr, b = a + e->len;
+  size_t before = e->len;
   if (lo <= a && hi >= b) {              /* whole entry */
-    B.q[i] = B.q[--B.n];
+    s->q[i] = s->q[--s->n];
     return before;
   }
   if (lo <= a) {                         /* head */
-    B.q[i] = (struct iovec){(void *)hi, b - hi};
+    e->addr = hi;
+    e->len = b - hi;
   } else if (hi >= b) {                  /* tail */
-    B.q[i].iov_len = lo - a;
+    e->len = lo - a;
   } else {                               /* middle: keep both sides */
-    B.q[i].iov_len = lo - a;
-    if (B.n < QCAP) B.q[B.n++] = (struct iovec){(void *)hi, b - hi};
-    else { hak_stat_inc(ranges_dropped); return before - (lo - a); }
+    e->len = lo - a;
+    if (s->n < SHARD_CAP) {
+      s->q[s->n++] = (entry_t){hi, b - hi, e->advice};
+    } else {
+      hak_stat_inc(ranges_dropped);      /* the right side stays resident */
+      return before - e->len;
+    }
   }
-  return before - B.q[i].iov_len;
+  return before - e->len;
 }
 
-void hak_batch_cancel(void *addr, size_t len, uint64_t gen) {
-  if (gen == 0 || hak_batch_done(gen)) return;
+/* The flush holding [lo,hi) ends before the range may be reused. */
+static void wait_inflight(uintptr_t lo, uintptr_t hi) {
+  int old;
+  bool waited = false;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+  pthread_mutex_lock(&B.inflight_lock);
+  for (;;) {
+    /* Sorted and disjoint: find the last entry starting below hi, walk down. */
+    uint32_t a = 0, b = B.ninflight;
+    while (a < b) {
+      uint32_t m = (a + b) / 2;
+      if (B.inflight[m].addr < hi) a = m + 1;
+      else b = m;
+    }
+    bool busy = false;
+    for (uint32_t i = a; i-- > 0 && !busy;) {
+      if (B.inflight[i].addr + B.inflight[i].len <= lo) break;
+      busy = overlaps(&B.inflight[i], lo, hi);
+    }
+    if (!busy) break;
+    pthread_cond_wait(&B.inflight_done, &B.inflight_lock);
+    waited = true;
+  }
+  pthread_mutex_unlock(&B.inflight_lock);
+  pthread_setcancelstate(old, NULL);
+  if (waited) hak_stat_inc(inflight_waits);
+}
+
+void _hak_batch_cancel(void *addr, size_t len, uint64_t token, int why) {
+  if (token == 0 || token < atomic_load_explicit(&B.done_gen, memory_order_acquire)) return;
   uintptr_t lo = (uintptr_t)addr, hi = lo + len;
+  shard_t *s = shard_of(lo);
   uint64_t cancelled = 0, ranges = 0;
-  pthread_mutex_lock(&B.lock);
-  for (uint32_t i = 0; i < B.n;) {
-    if (!overlaps(&B.q[i], lo, hi)) { i++; continue; }
-    cancelled += cut_entry(i, lo, hi);
+  pthread_mutex_lock(&s->lock);
+  for (uint32_t i = 0; i < s->n;) {
+    if (!overlaps(&s->q[i], lo, hi)) { i++; continue; }
+    uint32_t n_before = s->n;
+    cancelled += cut_entry(s, i, lo, hi);
     ranges++;
-    if (i < B.n && !overlaps(&B.q[i], lo, hi)) i++;  /* else look again at slot i */
+    if (s->n < n_before) atomic_fetch_sub(&B.pending, 1);
+    else if (s->n > n_before) atomic_fetch_add(&B.pending, 1);
+    if (i < s->n && !overlaps(&s->q[i], lo, hi)) i++;  /* else look again at slot i */
   }
-  B.bytes -= cancelled;
-  if (B.n == 0) atomic_store_explicit(&B.oldest_ms, 0, memory_order_relaxed);
-  bool busy = false;
-  for (uint32_t i = 0; i < B.ninflight && !busy; i++) busy = overlaps(&B.inflight[i], lo, hi);
-  pthread_mutex_unlock(&B.lock);
-  hak_stat_add(ranges_cancelled, ranges);
-  hak_stat_add(bytes_cancelled, cancelled);
-  if (busy) {  /* the flush that holds it ends before flush_lock is free */
-    pthread_mutex_lock(&B.flush_lock);
-    pthread_mutex_unlock(&B.flush_lock);
-    hak_stat_inc(inflight_waits);
+  atomic_fetch_sub(&B.pending_bytes, cancelled);
+  pthread_mutex_unlock(&s->lock);
+  if (why == HAK_CANCEL_REUSE) {
+    hak_stat_add(ranges_cancelled, ranges);
+    hak_stat_add(bytes_cancelled, cancelled);
+  } else {
+    hak_stat_add(ranges_unqueued, ranges);
   }
+  if (token >= atomic_load_explicit(&B.done_gen, memory_order_acquire)) wait_inflight(lo, hi);
 }
 
-/* ---- flush ---------------------------------------------------------------*/
-
-static const char *errno_name(int err) {
-  switch (err) {
-  case EINVAL: return "EINVAL";
-  case ENOSYS: return "ENOSYS";
-  case EPERM: return "EPERM";
-  case EBADF: return "EBADF";
-  case EOPNOTSUPP: return "EOPNOTSUPP";
-  case ENOMEM: return "ENOMEM";
-  default: return "error";
-  }
+bool _hak_batch_pending(void) {
+  return atomic_load_explicit(&B.pending, memory_order_relaxed) != 0;
 }
 
-static void fall_back(const char *from, int err) {
+/* ---- backend state -------------------------------------------------------------*/
+
+/* Caller holds flush_lock: this backend cannot work in this process. */
+static void fall_back(const char *what, int err) {
+  pthread_mutex_lock(&B.mode_lock);
   B.fallback_errno = err;
-  snprintf(B.fallback_reason, sizeof B.fallback_reason, "%s: %s (errno %d)", from, errno_name(err), err);
+  snprintf(B.fallback_reason, sizeof B.fallback_reason, "%s: %s (errno %d)", what,
+           _hak_errno_name(err), err);
   B.io = &hak_io_loop;
-  B.mode = HAK_FLUSH_LOOP;
+  HAK_STORE(B.mode, HAK_FLUSH_LOOP);
+  B.refusals = 0;
+  pthread_mutex_unlock(&B.mode_lock);
   hak_stat_inc(fallbacks);
-  if (hak_opt.verbose) hak_warn("release falls back to loop: %s\n", B.fallback_reason);
+  if (hak_opt(VERBOSE)) _hak_warn("release falls back to loop: %s\n", B.fallback_reason);
+}
+
+/* ---- flush ------------------------------------------------------------------------*/
+
+static bool entry_before(const entry_t *a, const entry_t *b) { return a->addr < b->addr; }
+
+/* In place, no allocation: the flush must not call malloc (qsort may). */
+static void sift(entry_t *v, uint32_t i, uint32_t n) {
+  for (;;) {
+    uint32_t c = 2 * i + 1;
+    if (c >= n) return;
+    if (c + 1 < n && entry_before(&v[c], &v[c + 1])) c++;
+    if (!entry_before(&v[i], &v[c])) return;
+    entry_t t = v[i]; v[i] = v[c]; v[c] = t;
+    i = c;
+  }
+}
+
+static void sort_entries(entry_t *v, uint32_t n) {
+  for (uint32_t i = n / 2; i-- > 0;) sift(v, i, n);
+  for (uint32_t end = n; end-- > 1;) {
+    entry_t t = v[0]; v[0] = v[end]; v[end] = t;
+    sift(v, 0, end);
+  }
 }
 
 static void count_syscalls(int mode, uint32_t n) {
@@ -170,61 +306,105 @@ static void count_syscalls(int mode, uint32_t n) {
   hak_stat_add(flush_syscalls, n);
 }
 
-/* Give inflight[0..n) to the backend; a backend that cannot work here hands
- * the rest to loop for good; a range the kernel refuses is skipped. */
-static void submit_all(uint32_t n, uint64_t *bytes_done, uint32_t *syscalls) {
-  size_t done = 0;
-  while (done < n && B.io) {
-    hak_io_result_t res;
-    int mode = B.mode;
-    B.io->submit(B.inflight + done, n - done, hak_opt.advice, &res);
-    count_syscalls(mode, res.syscalls);
-    *syscalls += res.syscalls;
-    done += res.ranges_done;
-    *bytes_done += res.bytes_done;
-    hak_stat_add(ranges_flushed, res.ranges_done);
-    hak_stat_add(bytes_flushed, res.bytes_done);
-    if (res.err == 0) break;
-    if (mode != HAK_FLUSH_LOOP && hak_io_is_fatal(res.err)) {
-      fall_back(B.io->name, res.err);
-      continue;
-    }
+/* A range the backend refused goes through madvise: if the kernel takes it
+ * that way, the backend is what failed (a few in a row and it is dropped);
+ * if not, the kernel refused the range itself. */
+static void retry_one(const struct iovec *v, int advice, const hak_io_backend_t *io, int err,
+                      uint64_t *bytes_done) {
+  if (io == &hak_io_loop) {
     hak_stat_inc(flush_errors);
-    hak_stat_inc(ranges_dropped);
-    done++;
+    return;
+  }
+  hak_io_result_t r;
+  hak_io_loop.submit(v, 1, advice, &r);
+  count_syscalls(HAK_FLUSH_LOOP, r.syscalls);
+  if (r.err == 0) {
+    hak_stat_inc(range_retries);
+    hak_stat_inc(ranges_flushed);
+    hak_stat_add(bytes_flushed, v->iov_len);
+    *bytes_done += v->iov_len;
+    if (++B.refusals >= REFUSALS_MAX) fall_back(io->name, err);
+  } else {
+    hak_stat_inc(flush_errors);
   }
 }
 
-/* Caller holds flush_lock. */
-static void flush_locked(int why) {
-  pthread_mutex_lock(&B.lock);
-  uint32_t n = B.n;
-  if (n == 0) {
-    atomic_store_explicit(&B.trigger, 0, memory_order_relaxed);
-    pthread_mutex_unlock(&B.lock);
-    return;
+/* Advise iov[0..n) with one advice. Returns the number of syscalls made. */
+static uint32_t submit_group(struct iovec *iov, uint32_t n, int advice, uint64_t *bytes_done) {
+  uint32_t done = 0, syscalls = 0;
+  while (done < n) {
+    const hak_io_backend_t *io = B.io;
+    if (!io) {  /* switched off while these were queued */
+      hak_stat_add(ranges_dropped, n - done);
+      break;
+    }
+    uint32_t chunk = n - done < HAK_IO_MAX_IOV ? n - done : HAK_IO_MAX_IOV;
+    hak_io_result_t r;
+    io->submit(iov + done, chunk, advice, &r);
+    count_syscalls(B.mode, r.syscalls);
+    syscalls += r.syscalls;
+    hak_stat_add(ranges_flushed, r.ranges_done);
+    hak_stat_add(bytes_flushed, r.bytes_done);
+    *bytes_done += r.bytes_done;
+    done += (uint32_t)r.ranges_done;
+    if (r.err == 0) {
+      if (r.ranges_done) B.refusals = 0;
+      continue;
+    }
+    if (io != &hak_io_loop && hak_io_backend_broken(r.err)) {
+      fall_back(io->name, r.err);  /* the rest, this range included, goes through loop */
+      continue;
+    }
+    retry_one(&iov[done], advice, io, r.err, bytes_done);
+    done++;
   }
-  memcpy(B.inflight, B.q, n * sizeof(struct iovec));
+  return syscalls;
+}
+
+/* The in-flight list, one advice at a time (almost always only one). */
+static uint32_t submit_all(uint32_t n, uint64_t *bytes_done) {
+  static const int advices[] = {MADV_DONTNEED, MADV_FREE};
+  uint32_t syscalls = 0, seen = 0;
+  for (size_t a = 0; a < sizeof advices / sizeof advices[0] && seen < n; a++) {
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n; i++)
+      if (B.inflight[i].advice == advices[a])
+        B.iov[k++] = (struct iovec){(void *)B.inflight[i].addr, B.inflight[i].len};
+    seen += k;
+    if (k) syscalls += submit_group(B.iov, k, advices[a], bytes_done);
+  }
+  return syscalls;
+}
+
+/* Every shard into the in-flight list. The generation moves first: a range
+ * queued after the shard's sweep carries a newer token (see _hak_batch_add). */
+static uint64_t sweep(uint32_t *n_out, uint64_t *bytes_out) {
+  uint64_t gen = atomic_fetch_add(&B.gen, 1);
+  atomic_store(&B.oldest_ms, 0);
+  atomic_store(&B.trigger, 0);
+  uint32_t n = 0;
+  uint64_t bytes = 0;
+  pthread_mutex_lock(&B.inflight_lock);
+  for (int i = 0; i < SHARDS; i++) {
+    shard_t *s = &B.shard[i];
+    pthread_mutex_lock(&s->lock);
+    for (uint32_t k = 0; k < s->n; k++) bytes += s->q[k].len;
+    memcpy(B.inflight + n, s->q, s->n * sizeof(entry_t));
+    n += s->n;
+    atomic_fetch_sub(&B.pending, s->n);
+    s->n = 0;
+    pthread_mutex_unlock(&s->lock);
+  }
+  atomic_fetch_sub(&B.pending_bytes, bytes);
+  sort_entries(B.inflight, n);
   B.ninflight = n;
-  uint64_t gen = B.gen++, bytes = B.bytes;
-  B.n = 0;
-  B.bytes = 0;
-  atomic_store_explicit(&B.oldest_ms, 0, memory_order_relaxed);
-  atomic_store_explicit(&B.trigger, 0, memory_order_relaxed);
-  pthread_mutex_unlock(&B.lock);
+  pthread_mutex_unlock(&B.inflight_lock);
+  *n_out = n;
+  *bytes_out = bytes;
+  return gen;
+}
 
-  int mode = B.mode;
-  STAP_PROBE3(hakmem, flush_begin, n, bytes, mode);
-  uint64_t t0 = hak_now_ns(), bytes_done = 0;
-  uint32_t syscalls = 0;
-  submit_all(n, &bytes_done, &syscalls);
-  hak_stat_add(flush_ns, hak_now_ns() - t0);
-  STAP_PROBE4(hakmem, flush_end, n, bytes_done, mode, syscalls);
-
-  pthread_mutex_lock(&B.lock);
-  B.ninflight = 0;
-  atomic_store_explicit(&B.done_gen, gen + 1, memory_order_release);
-  pthread_mutex_unlock(&B.lock);
+static void count_flush(int why) {
   hak_stat_inc(flushes);
   switch (why) {
   case HAK_FLUSH_WHY_COUNT: hak_stat_inc(flush_by_count); break;
@@ -234,99 +414,137 @@ static void flush_locked(int why) {
   }
 }
 
-void hak_batch_flush(int why) {
+/* Caller holds flush_lock. */
+static void flush_locked(int why) {
+  uint32_t n;
+  uint64_t bytes, bytes_done = 0;
+  uint64_t gen = sweep(&n, &bytes);
+  if (n) {
+    int mode = B.mode;
+    STAP_PROBE3(hakmem, flush_begin, n, bytes, mode);
+    uint64_t t0 = _hak_now_ns();
+    uint32_t syscalls = submit_all(n, &bytes_done);
+    hak_stat_add(flush_ns, _hak_now_ns() - t0);
+    STAP_PROBE4(hakmem, flush_end, n, bytes_done, mode, syscalls);
+    count_flush(why);
+  }
+  /* Only now is every range of this generation out of the kernel's hands. */
+  pthread_mutex_lock(&B.inflight_lock);
+  B.ninflight = 0;
+  atomic_store_explicit(&B.done_gen, gen + 1, memory_order_release);
+  pthread_cond_broadcast(&B.inflight_done);
+  pthread_mutex_unlock(&B.inflight_lock);
+}
+
+void _hak_batch_flush(int why) {
+  int old;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
   pthread_mutex_lock(&B.flush_lock);
   flush_locked(why);
   pthread_mutex_unlock(&B.flush_lock);
+  pthread_setcancelstate(old, NULL);
 }
 
-/* Cheap when nothing is due: two relaxed loads. A full queue makes the
- * caller wait for the flush (the queue must stay bounded); a due delay only
- * flushes when no other flush runs. */
-void hak_batch_poll(void) {
+/* What is due: a limit reached, or the oldest range older than the delay. */
+int _hak_batch_due(uint64_t *next_ms) {
+  *next_ms = 0;
   int trig = atomic_load_explicit(&B.trigger, memory_order_relaxed);
-  if (HAK_UNLIKELY(trig)) {
-    hak_batch_flush(trig - 1);
-    return;
-  }
-  if (HAK_LIKELY(atomic_load_explicit(&B.oldest_ms, memory_order_relaxed) == 0)) return;
-  hak_purge_start();
-  hak_batch_flush_due();
+  if (trig) return trig - 1;
+  uint64_t pending = atomic_load_explicit(&B.pending, memory_order_relaxed);
+  if (pending == 0) return HAK_FLUSH_WHY_NONE;
+  /* Limits are looked at again here: one may have been lowered since. */
+  if (pending >= (uint64_t)hak_opt(BATCH_MAX)) return HAK_FLUSH_WHY_COUNT;
+  if (atomic_load(&B.pending_bytes) >= (uint64_t)hak_opt(BATCH_BYTES)) return HAK_FLUSH_WHY_BYTES;
+  long long delay = hak_opt(PURGE_DELAY_MS);
+  if (delay < 0) return HAK_FLUSH_WHY_NONE;
+  uint64_t oldest = atomic_load_explicit(&B.oldest_ms, memory_order_relaxed) & ~1ull;
+  uint64_t now = _hak_coarse_ms();
+  if (oldest == 0) oldest = now;  /* a range is being added: its stamp follows */
+  if (now - oldest >= (uint64_t)delay) return HAK_FLUSH_WHY_DELAY;
+  *next_ms = oldest + (uint64_t)delay;
+  return HAK_FLUSH_WHY_NONE;
 }
 
-uint64_t hak_batch_oldest_ms(void) {
-  return atomic_load_explicit(&B.oldest_ms, memory_order_relaxed) & ~1ull;
-}
+/* ---- backend choice ------------------------------------------------------------*/
 
-/* True when nothing is left to do (flushed, or nothing due). */
-bool hak_batch_flush_due(void) {
-  uint64_t oldest = hak_batch_oldest_ms();
-  if (oldest == 0 || hak_opt.purge_delay_ms < 0) return true;
-  if (hak_coarse_ms() - oldest < (uint64_t)hak_opt.purge_delay_ms) return true;
-  if (pthread_mutex_trylock(&B.flush_lock) != 0) return false;
-  flush_locked(HAK_FLUSH_WHY_DELAY);
-  pthread_mutex_unlock(&B.flush_lock);
-  return true;
-}
-
-/* ---- backend choice ------------------------------------------------------*/
-
-/* Probe without holding any lock: a probe may allocate (liburing's does). */
-int hak_batch_set_mode(int requested) {
+/* Probe without holding any lock (a probe may allocate: liburing's does),
+ * then switch between flushes: ranges queued before are flushed first. */
+int _hak_batch_set_mode(int requested) {
   int mode = requested, err = 0;
+  const char *what = NULL;
   if (requested == HAK_FLUSH_AUTO || requested == HAK_FLUSH_VECTOR) {
     err = hak_io_vector.probe();
     mode = err ? HAK_FLUSH_LOOP : HAK_FLUSH_VECTOR;
+    what = "process_madvise probe";
   } else if (requested == HAK_FLUSH_URING) {
     err = hak_io_uring.probe();
     mode = err ? HAK_FLUSH_LOOP : HAK_FLUSH_URING;
+    what = "io_uring probe";
   }
+  int old;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
   pthread_mutex_lock(&B.flush_lock);
   flush_locked(HAK_FLUSH_WHY_EXPLICIT);
+  pthread_mutex_lock(&B.mode_lock);
   B.mode_requested = requested;
-  B.io = backend_of(mode);
-  B.mode = mode;
+  B.io = hak_io_backend(mode);
+  HAK_STORE(B.mode, mode);
+  B.refusals = 0;
   B.fallback_errno = 0;
   B.fallback_reason[0] = '\0';
-  if (err)
-    fall_back(requested == HAK_FLUSH_URING ? "io_uring probe" : "process_madvise probe", err);
+  atomic_store(&B.off, mode == HAK_FLUSH_OFF);
+  pthread_mutex_unlock(&B.mode_lock);
+  if (err) fall_back(what, err);
   pthread_mutex_unlock(&B.flush_lock);
+  pthread_setcancelstate(old, NULL);
   return mode;
 }
 
-void hak_batch_init(void) {
-  hak_batch_set_mode(hak_opt.flush_mode);
+void _hak_batch_init(void) {
+  init_sync();
+  _hak_batch_set_mode((int)hak_opt(FLUSH));
 }
 
-void hak_batch_fill_stats(hak_stats_t *st) {
-  pthread_mutex_lock(&B.lock);
-  st->pending_ranges = B.n;
-  st->pending_bytes = B.bytes;
+void _hak_batch_fill_stats(hak_stats_t *st) {
+  st->pending_ranges = atomic_load(&B.pending);
+  st->pending_bytes = atomic_load(&B.pending_bytes);
+  pthread_mutex_lock(&B.mode_lock);
   st->flush_mode = B.mode;
   st->flush_mode_requested = B.mode_requested;
   st->fallback_errno = B.fallback_errno;
   memcpy(st->fallback_reason, B.fallback_reason, sizeof st->fallback_reason);
-  pthread_mutex_unlock(&B.lock);
-  st->advice = hak_opt.advice;
+  pthread_mutex_unlock(&B.mode_lock);
+  st->advice = (int)hak_opt(ADVICE);
 }
 
-/* ---- fork ----------------------------------------------------------------*/
+/* ---- fork ---------------------------------------------------------------------------*/
 
-void hak_batch_atfork_prepare(void) {
+void _hak_batch_atfork_prepare(void) {
   pthread_mutex_lock(&B.flush_lock);
-  pthread_mutex_lock(&B.lock);
+  pthread_mutex_lock(&B.mode_lock);
+  pthread_mutex_lock(&B.inflight_lock);
+  for (int i = 0; i < SHARDS; i++) pthread_mutex_lock(&B.shard[i].lock);
+  pthread_mutex_lock(&B.wake_lock);
 }
 
-void hak_batch_atfork_parent(void) {
-  pthread_mutex_unlock(&B.lock);
+void _hak_batch_atfork_parent(void) {
+  pthread_mutex_unlock(&B.wake_lock);
+  for (int i = SHARDS; i-- > 0;) pthread_mutex_unlock(&B.shard[i].lock);
+  pthread_mutex_unlock(&B.inflight_lock);
+  pthread_mutex_unlock(&B.mode_lock);
   pthread_mutex_unlock(&B.flush_lock);
 }
 
 /* The queue is the child's too (same addresses, copied memory); what names
- * the parent (pidfd, io_uring) must be opened again. */
-void hak_batch_atfork_child(void) {
-  pthread_mutex_init(&B.lock, NULL);
+ * the parent (a ring) is dropped by the backends. No flush was in flight:
+ * prepare held flush_lock. */
+void _hak_batch_atfork_child(void) {
   pthread_mutex_init(&B.flush_lock, NULL);
+  pthread_mutex_init(&B.mode_lock, NULL);
+  pthread_mutex_init(&B.inflight_lock, NULL);
+  pthread_mutex_init(&B.wake_lock, NULL);
+  init_sync();
+  atomic_store(&B.sleeping, 0);
   B.ninflight = 0;
   hak_io_vector.atfork_child();
   hak_io_uring.atfork_child();

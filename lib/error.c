@@ -1,5 +1,6 @@
 /* Messages on stderr without allocating: the allocator cannot call malloc
  * to report that malloc is in trouble. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@ static void write_all(int fd, const char *buf, size_t len) {
   }
 }
 
-void hak_warn(const char *fmt, ...) {
+void _hak_warn(const char *fmt, ...) {
   char buf[512];
   int n = snprintf(buf, sizeof buf, "hakmem: ");
   va_list ap;
@@ -29,7 +30,27 @@ void hak_warn(const char *fmt, ...) {
 }
 
 /* glibc reports heap corruption and aborts; so do we, with the pointer. */
-void hak_fatal_pointer(const char *what, const void *p) {
-  hak_warn("%s: %p (aborting)\n", what, p);
+void _hak_fatal_pointer(const char *what, const void *p) {
+  _hak_warn("%s: %p (aborting)\n", what, p);
   abort();
+}
+
+/* The name of an errno value for messages and stats, without strerror
+ * (which may allocate for unknown values). */
+const char *_hak_errno_name(int err) {
+  switch (err) {
+  case EINVAL: return "EINVAL";
+  case ENOSYS: return "ENOSYS";
+  case EPERM: return "EPERM";
+  case EBADF: return "EBADF";
+  case EOPNOTSUPP: return "EOPNOTSUPP";
+  case ENOMEM: return "ENOMEM";
+  case EAGAIN: return "EAGAIN";
+  case EINTR: return "EINTR";
+  case EFAULT: return "EFAULT";
+  case EIO: return "EIO";
+  case EMFILE: return "EMFILE";
+  case EACCES: return "EACCES";
+  default: return "error";
+  }
 }

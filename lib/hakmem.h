@@ -14,7 +14,7 @@
 extern "C" {
 #endif
 
-#define HAKMEM_VERSION "0.1.0"
+#define HAKMEM_VERSION "0.2.0"
 
 #if defined(__GNUC__)
 #define HAK_EXPORT __attribute__((visibility("default")))
@@ -26,12 +26,15 @@ extern "C" {
 
 /* ---- allocation ---------------------------------------------------------
  * Same contracts as the C library: NULL with errno ENOMEM on failure,
- * malloc(0) returns a unique pointer, free(NULL) does nothing. */
+ * malloc(0) returns a unique pointer, free(NULL) does nothing. A pointer
+ * that is not the start of a live block (a double free, an interior or a
+ * foreign pointer) makes free abort with a message, as glibc does. */
 HAK_EXPORT HAK_MALLOC_ATTR void *hak_malloc(size_t size);
 HAK_EXPORT HAK_MALLOC_ATTR void *hak_calloc(size_t count, size_t size);
 HAK_EXPORT void *hak_realloc(void *p, size_t size);
 HAK_EXPORT void hak_free(void *p);
-/* C11 aligned_alloc: alignment a power of two (EINVAL otherwise). */
+/* C11 aligned_alloc: alignment a power of two (EINVAL otherwise); alignments
+ * above HAK_ALIGN_MAX fail with ENOMEM. */
 HAK_EXPORT HAK_MALLOC_ATTR void *hak_aligned_alloc(size_t alignment, size_t size);
 /* POSIX: returns 0, EINVAL (alignment not a power-of-two multiple of
  * sizeof(void*)) or ENOMEM; *out untouched on failure. */
@@ -39,11 +42,14 @@ HAK_EXPORT int hak_posix_memalign(void **out, size_t alignment, size_t size);
 /* Bytes usable at p (at least the size asked for); 0 for NULL. */
 HAK_EXPORT size_t hak_usable_size(const void *p);
 
+#define HAK_ALIGN_MAX ((size_t)1 << 30)  /* largest alignment served: 1 GiB */
+
 /* ---- release control ----------------------------------------------------*/
 /* Release every pending range to the kernel now (one batch flush). */
 HAK_EXPORT void hak_flush(void);
-/* hak_flush, then give back cached large blocks and empty segments
- * (what malloc_trim does). Returns 1 if memory was given back. */
+/* hak_flush, then give back cached large blocks, empty pages of exited
+ * threads and empty segments (what malloc_trim does). Returns 1 if memory
+ * was given back. */
 HAK_EXPORT int hak_trim(void);
 
 /* Backends that give memory back: values of HAKMEM_FLUSH. */
@@ -62,70 +68,87 @@ HAK_EXPORT const char *hak_flush_mode_name(hak_flush_mode_t mode);
 /* Set an option at run time, by its environment name without the prefix or
  * with it ("FLUSH" or "HAKMEM_FLUSH") and its textual value, exactly as the
  * environment variable would be written. Pending ranges are flushed first
- * when the release path changes. Returns 0, or -1 with errno EINVAL. */
+ * when the release path (FLUSH or ADVICE) changes. Returns 0, or -1 with
+ * errno EINVAL. */
 HAK_EXPORT int hak_option_set(const char *name, const char *value);
 /* Current value of an option as an integer (sizes in bytes, modes as their
  * enum value); -1 with errno EINVAL for an unknown name. */
 HAK_EXPORT long long hak_option_get(const char *name);
 
-/* ---- statistics ---------------------------------------------------------*/
+/* ---- statistics ---------------------------------------------------------
+ * Every number hakmem reports, in one list: X(field, kind, label).
+ * kind C is a counter (zeroed by hak_stats_reset), G a gauge (the present).
+ * The table (HAKMEM_STATS=1) prints the labels in this order; the JSON line
+ * (HAKMEM_STATS=json) uses the field names as keys. */
+#define HAK_STATS_FIELDS(X)                                                   \
+  /* the release batch */                                                     \
+  X(ranges_added, C, "ranges added")                                          \
+  X(bytes_added, C, "bytes added")                                            \
+  X(ranges_flushed, C, "ranges flushed")                                      \
+  X(bytes_flushed, C, "bytes flushed")                                        \
+  X(ranges_cancelled, C, "ranges cancelled (reused)")                         \
+  X(bytes_cancelled, C, "bytes cancelled (reused)")                           \
+  X(ranges_unqueued, C, "ranges unqueued (unmapped)")                         \
+  X(ranges_dropped, C, "ranges dropped")                                      \
+  X(flushes, C, "flushes")                                                    \
+  X(flush_syscalls, C, "flush syscalls")                                      \
+  X(flush_ns, C, "flush time (ns)")                                           \
+  X(flush_by_count, C, "  by count")                                          \
+  X(flush_by_bytes, C, "  by bytes")                                          \
+  X(flush_by_delay, C, "  by delay")                                          \
+  X(flush_explicit, C, "  explicit/exit")                                     \
+  X(flush_errors, C, "flush errors (kernel refused)")                         \
+  X(range_retries, C, "ranges retried with madvise")                          \
+  X(pending_ranges, G, "pending ranges")                                      \
+  X(pending_bytes, G, "pending bytes")                                        \
+  X(inflight_waits, C, "waits for a flush")                                   \
+  X(fallbacks, C, "fallbacks")                                                \
+  /* the operating system */                                                  \
+  X(mmap_calls, C, "mmap calls")                                              \
+  X(munmap_calls, C, "munmap calls")                                          \
+  X(madvise_calls, C, "madvise calls")                                        \
+  X(process_madvise_calls, C, "process_madvise calls")                        \
+  X(uring_enter_calls, C, "io_uring_enter calls")                             \
+  X(bytes_mapped, C, "bytes mapped")                                          \
+  X(bytes_unmapped, C, "bytes unmapped")                                      \
+  X(bytes_mapped_now, G, "bytes mapped now")                                  \
+  /* the large-block cache */                                                 \
+  X(cache_hits, C, "cache hits")                                              \
+  X(cache_misses, C, "cache misses")                                          \
+  X(cache_evictions, C, "cache evictions")                                    \
+  X(cache_bytes, G, "cache bytes")                                            \
+  /* allocation paths */                                                      \
+  X(alloc_small, C, "allocs small (approx.)")                                 \
+  X(alloc_large, C, "allocs large")                                           \
+  X(free_small, C, "frees small (approx.)")                                   \
+  X(free_remote, C, "frees small (remote)")                                   \
+  X(free_large, C, "frees large")                                             \
+  X(pages_released, C, "pages released")                                      \
+  X(abandoned_pages_released, C, "pages released (exited)")         \
+  X(segments_mapped, C, "segments mapped")                                    \
+  X(segments_unmapped, C, "segments unmapped")
+
 typedef struct hak_stats_s {
-  /* release batch */
-  uint64_t ranges_added;      /* ranges queued for release */
-  uint64_t bytes_added;
-  uint64_t ranges_flushed;    /* ranges given to the kernel */
-  uint64_t bytes_flushed;
-  uint64_t ranges_cancelled;  /* taken out of the queue because reused/unmapped */
-  uint64_t bytes_cancelled;
-  uint64_t ranges_dropped;    /* not released (HAKMEM_FLUSH=off, or errors) */
-  uint64_t flushes;           /* batch flushes, whatever the backend */
-  uint64_t flush_syscalls;    /* system calls those flushes made */
-  uint64_t flush_ns;          /* time spent in flush system calls */
-  uint64_t flush_by_count;    /* flush triggers */
-  uint64_t flush_by_bytes;
-  uint64_t flush_by_delay;
-  uint64_t flush_explicit;    /* hak_flush, malloc_trim, exit, mode change */
-  uint64_t flush_errors;      /* ranges the kernel refused */
-  uint64_t pending_ranges;    /* queued now */
-  uint64_t pending_bytes;
-  uint64_t inflight_waits;    /* reuses that waited for a flush in progress */
-  /* backend */
+#define HAK_STATS_FIELD_(name, kind, label) uint64_t name;
+  HAK_STATS_FIELDS(HAK_STATS_FIELD_)
+#undef HAK_STATS_FIELD_
+  /* the backend */
   int flush_mode;             /* hak_flush_mode_t in use (never AUTO) */
   int flush_mode_requested;   /* what HAKMEM_FLUSH asked for */
-  int advice;                 /* MADV_DONTNEED or MADV_FREE */
+  int advice;                 /* MADV_DONTNEED or MADV_FREE, for new ranges */
   int fallback_errno;         /* errno that made vector/uring fall back, or 0 */
-  uint64_t fallbacks;         /* times a backend fell back to loop */
   char fallback_reason[64];   /* why, in words ("" when none) */
-  /* operating system */
-  uint64_t mmap_calls;
-  uint64_t munmap_calls;
-  uint64_t madvise_calls;     /* every madvise: release loop and THP hints */
-  uint64_t process_madvise_calls;
-  uint64_t uring_enter_calls;
-  uint64_t bytes_mapped;      /* total ever mapped */
-  uint64_t bytes_unmapped;
-  uint64_t bytes_mapped_now;  /* mapped minus unmapped */
-  /* large-block cache */
-  uint64_t cache_hits;
-  uint64_t cache_misses;
-  uint64_t cache_evictions;
-  uint64_t cache_bytes;       /* bytes held in the cache now */
-  /* allocation paths */
-  uint64_t alloc_small;       /* served from a thread heap */
-  uint64_t alloc_large;       /* served by the large-block path */
-  uint64_t free_small;
-  uint64_t free_remote;       /* freed by a thread other than the owner */
-  uint64_t free_large;
-  uint64_t pages_released;    /* empty small pages queued for release */
-  uint64_t segments_mapped;
-  uint64_t segments_unmapped;
+  /* the purge thread: 1 running, 0 not (yet) needed or turned off,
+   * -errno when it could not start (then delays are kept on slow paths) */
+  int purge_thread;
+  int forked_from;            /* parent's pid when the counters restarted at fork, else 0 */
 } hak_stats_t;
 
 /* Fill *st with the current numbers (approximate while threads run). */
 HAK_EXPORT void hak_stats(hak_stats_t *st);
 /* Print the statistics table (the HAKMEM_STATS=1 report) to fd. */
 HAK_EXPORT void hak_stats_print(int fd);
-/* Zero the counters (not the gauges: pending, mapped now, cache bytes). */
+/* Zero the counters (not the gauges). */
 HAK_EXPORT void hak_stats_reset(void);
 
 #ifdef __cplusplus

@@ -1,39 +1,109 @@
 /* Thread heaps: per-thread page lists by size class, so that malloc and a
- * free by the owning thread take no lock. Other threads free into a page's
- * atomic xthread_free list, collected by the owner when it runs short.
- * A heap outlives its thread: at thread exit it goes to a pool, and the next
- * new thread adopts it with its pages (and the frees that arrived meanwhile). */
+ * free by the owning thread take no lock. A heap outlives its thread: at
+ * thread exit it gives back its empty pages and goes to a pool, where the
+ * purge thread (or malloc_trim) collects what other threads free into it,
+ * and the next new thread adopts it. Heaps are never unmapped, so a remote
+ * free may always write to its page's owner heap. */
+#include <errno.h>
 #include <string.h>
 
 #include "internal.h"
 
-__thread hak_heap_t *hak_tls_heap __attribute__((tls_model("initial-exec")));
-uint32_t hak_class_size[HAK_CLASS_COUNT];
+static hak_page_t page_empty;      /* free == NULL: sends malloc to the slow path */
+hak_heap_t _hak_heap_empty = {.direct = {[0 ... HAK_DIRECT_SLOTS - 1] = &page_empty}};
+__thread hak_heap_t *_hak_tls_heap __attribute__((tls_model("initial-exec"))) = &_hak_heap_empty;
+uint32_t _hak_class_size[HAK_CLASS_COUNT];
 
 static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
 static hak_heap_t *all_heaps;      /* every heap, linked through next_all */
 static hak_heap_t *pool;           /* abandoned heaps */
+static _Atomic int pool_dirty;     /* a remote free reached a pooled heap */
 static pthread_key_t heap_key;
 static hak_heap_t *heap_arena;     /* heaps are carved from mapped chunks */
 static size_t heap_arena_left;
 
 static void heap_abandon(void *arg);
 
-void hak_heap_init(void) {
+void _hak_heap_init(void) {
   for (int c = 0; c < HAK_CLASS_COUNT; c++) {
-    if (c < 8) { hak_class_size[c] = (uint32_t)(c + 1) * 16; continue; }
+    if (c < 8) { _hak_class_size[c] = (uint32_t)(c + 1) * 16; continue; }
     int k = c - 8, b = 7 + k / 4;
-    hak_class_size[c] = (1u << b) + (uint32_t)(k % 4 + 1) * (1u << (b - 2));
+    _hak_class_size[c] = (1u << b) + (uint32_t)(k % 4 + 1) * (1u << (b - 2));
   }
+  _hak_free_key = _hak_random() | 1;
   pthread_key_create(&heap_key, heap_abandon);
 }
 
-/* ---- heap life -----------------------------------------------------------*/
+/* ---- page lists ---------------------------------------------------------------*/
+
+static void list_unlink(hak_page_t **head, hak_page_t *pg) {
+  if (pg->prev) pg->prev->next = pg->next;
+  else *head = pg->next;
+  if (pg->next) pg->next->prev = pg->prev;
+  pg->next = pg->prev = NULL;
+}
+
+static void list_push(hak_page_t **head, hak_page_t *pg) {
+  pg->prev = NULL;
+  pg->next = *head;
+  if (*head) (*head)->prev = pg;
+  *head = pg;
+}
+
+/* The direct slots of class c follow the head of its list. */
+static void update_direct(hak_heap_t *h, int c) {
+  uint32_t bs = _hak_class_size[c];
+  if (bs > HAK_DIRECT_MAX) return;
+  hak_page_t *pg = h->pages[c] ? h->pages[c] : &page_empty;
+  uint32_t lo = c ? _hak_class_size[c - 1] / 16 + 1 : 0;
+  for (uint32_t i = lo; i <= bs / 16; i++) h->direct[i] = pg;
+}
+
+static void class_unlink(hak_heap_t *h, hak_page_t *pg) {
+  bool head = h->pages[pg->class_idx] == pg;
+  list_unlink(&h->pages[pg->class_idx], pg);
+  if (head) update_direct(h, pg->class_idx);
+}
+
+static void class_push(hak_heap_t *h, hak_page_t *pg) {
+  list_push(&h->pages[pg->class_idx], pg);
+  update_direct(h, pg->class_idx);
+}
+
+static bool is_full(const hak_page_t *pg) { return pg->xheap & HAK_PAGE_FULL; }
+
+static void to_full(hak_heap_t *h, hak_page_t *pg) {
+  class_unlink(h, pg);
+  list_push(&h->full, pg);
+  HAK_STORE(pg->xheap, (uintptr_t)h | HAK_PAGE_FULL);
+}
+
+static void unfull(hak_heap_t *h, hak_page_t *pg) {
+  list_unlink(&h->full, pg);
+  HAK_STORE(pg->xheap, (uintptr_t)h);
+  class_push(h, pg);
+}
+
+/* An empty page goes back to its segment, unless it is the last page of its
+ * class and keep_last says so: that avoids release/reuse churn on loops
+ * that allocate and free one block. */
+static bool retire(hak_heap_t *h, hak_page_t *pg, bool keep_last) {
+  if (pg->used != 0) return false;
+  if (is_full(pg)) unfull(h, pg);
+  int c = pg->class_idx;
+  if (keep_last && h->pages[c] == pg && !pg->next) return false;
+  class_unlink(h, pg);
+  HAK_STORE(pg->xheap, 0);
+  _hak_page_release(pg);
+  return true;
+}
+
+/* ---- heap life ------------------------------------------------------------------*/
 
 static hak_heap_t *heap_carve(void) {
   const size_t chunk = 64 * 1024;
   if (heap_arena_left < sizeof(hak_heap_t)) {
-    heap_arena = hak_os_map(chunk);
+    heap_arena = _hak_os_map(chunk);
     if (!heap_arena) return NULL;
     heap_arena_left = chunk;
   }
@@ -42,254 +112,287 @@ static hak_heap_t *heap_carve(void) {
   return h;
 }
 
+static hak_heap_t *heap_new(void) {
+  hak_heap_t *h = heap_carve();
+  if (!h) return NULL;
+  memset(h, 0, sizeof *h);
+  for (size_t i = 0; i < HAK_DIRECT_SLOTS; i++) h->direct[i] = &page_empty;
+  h->next_all = all_heaps;
+  all_heaps = h;
+  return h;
+}
+
+/* This thread's heap, adopting a pooled one or making one on first use. */
 static hak_heap_t *heap_get(void) {
-  hak_heap_t *h = hak_tls_heap;
-  if (HAK_LIKELY(h)) return h;
-  hak_ensure_init();
+  hak_heap_t *h = _hak_tls_heap;
+  if (HAK_LIKELY(h != &_hak_heap_empty)) return h;
+  _hak_ensure_init();
   pthread_mutex_lock(&heaps_lock);
   h = pool;
   if (h) {
     pool = h->next_pool;
-    h->abandoned = false;
-  } else if ((h = heap_carve()) != NULL) {
-    memset(h, 0, sizeof *h);
-    h->next_all = all_heaps;
-    all_heaps = h;
+    atomic_store_explicit(&h->abandoned, false, memory_order_relaxed);
+  } else {
+    h = heap_new();
   }
   pthread_mutex_unlock(&heaps_lock);
   if (!h) return NULL;
-  hak_tls_heap = h;
-  pthread_setspecific(heap_key, h);
+  _hak_tls_heap = h;
+  pthread_setspecific(heap_key, h);  /* may allocate: the heap is already set */
   return h;
 }
 
-/* ---- page lists ----------------------------------------------------------*/
+/* ---- delayed frees --------------------------------------------------------------*/
 
-static void unlink_page(hak_page_t **head, hak_page_t *pg) {
-  if (pg->prev) pg->prev->next = pg->next;
-  else *head = pg->next;
-  if (pg->next) pg->next->prev = pg->prev;
-  pg->next = pg->prev = NULL;
-}
-
-static void push_page(hak_page_t **head, hak_page_t *pg) {
-  pg->prev = NULL;
-  pg->next = *head;
-  if (*head) (*head)->prev = pg;
-  *head = pg;
-}
-
-static hak_page_t **list_of(hak_heap_t *h, hak_page_t *pg) {
-  return atomic_load_explicit(&pg->in_full, memory_order_relaxed) ? &h->full : &h->pages[pg->class_idx];
-}
-
-/* Take the blocks other threads freed into this page. */
-static void collect(hak_page_t *pg) {
-  hak_block_t *b = atomic_exchange_explicit(&pg->xthread_free, NULL, memory_order_acquire);
-  if (!b) return;
-  uint32_t n = 1;
-  hak_block_t *tail = b;
-  while (tail->next) { tail = tail->next; n++; }
-  tail->next = pg->free;
-  pg->free = b;
-  pg->used -= n;
-}
-
-/* An empty page goes back to its segment, unless it is the last page of
- * its class: keeping one avoids release/reuse churn on alloc-free loops. */
-static bool retire_if_empty(hak_heap_t *h, hak_page_t *pg, bool keep_last) {
-  if (pg->used != 0) return false;
-  hak_page_t **head = list_of(h, pg);
-  if (keep_last && head == &h->pages[pg->class_idx] && *head == pg && !pg->next) return false;
-  unlink_page(head, pg);
-  atomic_store_explicit(&pg->in_full, 0, memory_order_relaxed);
-  hak_page_release(pg);
-  return true;
-}
-
-static void move_to_full(hak_heap_t *h, hak_page_t *pg) {
-  unlink_page(&h->pages[pg->class_idx], pg);
-  push_page(&h->full, pg);
-  /* Pairs with the remote free: it pushes, then reads in_full; we set
-   * in_full, then read xthread_free. One of the two sees the other. */
-  atomic_store(&pg->in_full, 1);
-  if (atomic_load(&pg->xthread_free)) {
-    unlink_page(&h->full, pg);
-    atomic_store_explicit(&pg->in_full, 0, memory_order_relaxed);
-    push_page(&h->pages[pg->class_idx], pg);
-    collect(pg);
+/* Blocks other threads freed into our full pages. A block whose freer has
+ * not finished with the page yet goes back on the list for next time. */
+static void take_delayed(hak_heap_t *h) {
+  if (!atomic_load_explicit(&h->delayed_free, memory_order_relaxed)) return;
+  hak_block_t *b = atomic_exchange_explicit(&h->delayed_free, NULL, memory_order_acquire);
+  hak_block_t *later = NULL;
+  while (b) {
+    hak_block_t *next = b->next;
+    hak_page_t *pg = _hak_page_lookup(b);
+    if (!_hak_page_delayed_settled(pg)) {
+      b->next = later;
+      later = b;
+    } else {
+      _hak_page_collect_remote(pg);
+      b->next = pg->local_free;
+      pg->local_free = b;
+      pg->used--;
+      if (is_full(pg)) unfull(h, pg);
+      retire(h, pg, true);
+    }
+    b = next;
+  }
+  while (later) {
+    hak_block_t *next = later->next;
+    hak_block_t *head = atomic_load_explicit(&h->delayed_free, memory_order_relaxed);
+    do later->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&h->delayed_free, &head, later,
+                                                  memory_order_release, memory_order_relaxed));
+    later = next;
   }
 }
 
-static void move_from_full(hak_heap_t *h, hak_page_t *pg) {
-  unlink_page(&h->full, pg);
-  atomic_store_explicit(&pg->in_full, 0, memory_order_relaxed);
-  push_page(&h->pages[pg->class_idx], pg);
-}
+/* ---- allocation -----------------------------------------------------------------*/
 
-/* Full pages that received remote frees go back to their class lists. */
-static void rescue_full(hak_heap_t *h) {
-  if (!atomic_load_explicit(&h->remote_full, memory_order_relaxed)) return;
-  atomic_store(&h->remote_full, 0);
-  for (hak_page_t *pg = h->full, *next; pg; pg = next) {
-    next = pg->next;
-    if (!atomic_load_explicit(&pg->xthread_free, memory_order_relaxed)) continue;
-    move_from_full(h, pg);
-    collect(pg);
-    retire_if_empty(h, pg, true);
-  }
-}
-
-/* ---- allocation ----------------------------------------------------------*/
-
-/* Thread fresh blocks onto the free list a few at a time, so that memory is
- * touched only as it is used. */
-static void extend(hak_page_t *pg) {
-  uint32_t bs = pg->block_size, left = pg->reserved - pg->capacity;
-  uint32_t n = (uint32_t)(HAK_OS_PAGE / bs);
-  if (n < 8) n = 8;
-  if (n > left) n = left;
-  uint8_t *p = pg->start + (size_t)pg->capacity * bs;
-  for (uint32_t i = 0; i + 1 < n; i++) ((hak_block_t *)(p + (size_t)i * bs))->next = (hak_block_t *)(p + (size_t)(i + 1) * bs);
-  ((hak_block_t *)(p + (size_t)(n - 1) * bs))->next = pg->free;
-  pg->free = (hak_block_t *)p;
-  pg->capacity += n;
-}
-
-static bool page_has_room(hak_page_t *pg) {
-  if (pg->free) return true;
-  if (pg->capacity < pg->reserved) { extend(pg); return true; }
-  collect(pg);
-  return pg->free != NULL;
+static inline void *pop(hak_page_t *pg) {
+  hak_block_t *b = pg->free;
+  pg->free = b->next;
+  pg->used++;
+  b->key = 0;
+  return b;
 }
 
 static hak_page_t *fresh_page(hak_heap_t *h, int c) {
-  uint32_t bs = hak_class_size[c];
-  int kind = bs <= HAK_SMALL_BLOCK_MAX ? HAK_SEG_SMALL : HAK_SEG_MEDIUM;
-  hak_page_t *pg = hak_page_alloc(h, kind);
+  int kind = _hak_class_size[c] <= HAK_SMALL_BLOCK_MAX ? HAK_SEG_SMALL : HAK_SEG_MEDIUM;
+  hak_page_t *pg = _hak_page_alloc(h, kind);
   if (!pg) return NULL;
-  size_t len;
-  hak_segment_t *s = hak_segment_of(pg);
-  hak_page_area(s, pg->index, &len);
-  pg->block_size = bs;
-  pg->class_idx = (uint8_t)c;
-  pg->reserved = (uint32_t)(len / bs);
-  push_page(&h->pages[c], pg);
-  extend(pg);
+  _hak_page_init(pg, h, c);
+  class_push(h, pg);
+  _hak_page_refill(pg);
   return pg;
 }
 
+/* A page of class c with a free block: the current one refilled, another
+ * of the list, or a fresh one. Exhausted pages move to the full list. */
 static hak_page_t *find_page(hak_heap_t *h, int c) {
-  rescue_full(h);
   for (hak_page_t *pg = h->pages[c], *next; pg; pg = next) {
     next = pg->next;
-    if (page_has_room(pg)) {
-      if (pg != h->pages[c]) { unlink_page(&h->pages[c], pg); push_page(&h->pages[c], pg); }
+    if (pg->free || _hak_page_refill(pg)) {
+      if (pg != h->pages[c]) { class_unlink(h, pg); class_push(h, pg); }
       return pg;
     }
-    move_to_full(h, pg);
-    if (!atomic_load_explicit(&pg->in_full, memory_order_relaxed) && pg->free) return pg;
+    /* Frees that raced with the mark are on the page's list: look again. */
+    _hak_page_use_delayed(pg);
+    if (_hak_page_refill(pg)) {
+      if (pg != h->pages[c]) { class_unlink(h, pg); class_push(h, pg); }
+      return pg;
+    }
+    to_full(h, pg);
   }
   return fresh_page(h, c);
 }
 
-void *hak_heap_malloc_slow(size_t size) {
+static void *alloc_class(hak_heap_t *h, int c) {
+  take_delayed(h);
+  hak_page_t *pg = h->pages[c];
+  if (!pg || !pg->free) pg = find_page(h, c);
+  return pg ? pop(pg) : NULL;
+}
+
+void *_hak_heap_malloc(size_t size) {
+  hak_heap_t *h = heap_get();
+  return h ? alloc_class(h, _hak_size_class(size)) : NULL;
+}
+
+/* Every block of a class whose size is a multiple of align starts aligned,
+ * because page areas start 8 KiB-aligned: no interior pointers, ever. */
+void *_hak_heap_malloc_aligned(size_t align, size_t size) {
   hak_heap_t *h = heap_get();
   if (!h) return NULL;
-  hak_batch_poll();
-  int c = hak_size_class(size);
-  hak_page_t *pg = find_page(h, c);
-  if (!pg) return NULL;
-  hak_block_t *b = pg->free;
-  pg->free = b->next;
-  pg->used++;
-  h->alloc_small++;
-  return b;
+  for (int c = _hak_size_class(size ? size : 1); c < HAK_CLASS_COUNT; c++)
+    if (_hak_class_size[c] % align == 0) return alloc_class(h, c);
+  return NULL;
 }
 
-/* ---- free ----------------------------------------------------------------*/
+/* ---- free -----------------------------------------------------------------------*/
 
-/* The block is already on pg->free; the page just emptied or was full. */
-void hak_heap_free_local_slow(hak_page_t *pg) {
-  hak_heap_t *h = pg->heap;
-  if (atomic_load_explicit(&pg->in_full, memory_order_relaxed)) move_from_full(h, pg);
-  if (retire_if_empty(h, pg, true)) hak_batch_poll();
+static void free_local(hak_heap_t *h, hak_page_t *pg, hak_block_t *b) {
+  b->next = pg->local_free;
+  b->key = _hak_free_key;
+  pg->local_free = b;
+  pg->used--;
+  if (is_full(pg)) unfull(h, pg);
+  if (pg->used == 0) retire(h, pg, true);
 }
 
-void hak_heap_free_remote(hak_page_t *pg, hak_block_t *b) {
-  hak_block_t *head = atomic_load_explicit(&pg->xthread_free, memory_order_relaxed);
-  do b->next = head;
-  while (!atomic_compare_exchange_weak(&pg->xthread_free, &head, b));
-  hak_stat_inc(free_remote_cnt);
-  if (atomic_load(&pg->in_full)) atomic_store(&pg->heap->remote_full, 1);
+static void note_pooled(hak_heap_t *h) {
+  if (!atomic_load_explicit(&h->abandoned, memory_order_relaxed)) return;
+  if (!atomic_exchange(&pool_dirty, 1)) _hak_batch_kick();  /* the purge thread collects */
 }
 
-/* ---- collection (thread exit, trim) --------------------------------------*/
+/* Everything the fast path did not take: a full page, another thread's
+ * page, a suspected double free, or a pointer that is not a block start. */
+void _hak_heap_free(hak_page_t *pg, void *p) {
+  hak_heap_t *owner = (hak_heap_t *)(HAK_LOAD(pg->xheap) & ~HAK_PAGE_FULL);
+  if (HAK_UNLIKELY(!owner)) _hak_fatal_pointer("free(): invalid pointer (not allocated)", p);
+  if (HAK_UNLIKELY(_hak_block_index(pg, p) >= HAK_LOAD(pg->capacity)))
+    _hak_fatal_pointer("free(): invalid pointer", p);
+  hak_block_t *b = p;
+  hak_heap_t *h = _hak_tls_heap;
+  if (owner == h) {
+    if (b->key == _hak_free_key && _hak_page_holds_free(pg, h, b))
+      _hak_fatal_pointer("free(): double free detected", p);
+    free_local(h, pg, b);
+    return;
+  }
+  /* Another thread's block: the page's lists are not ours to walk, so the
+   * key alone decides (user data equal to a random 64-bit key is not luck). */
+  if (HAK_UNLIKELY(b->key == _hak_free_key)) _hak_fatal_pointer("free(): double free detected", p);
+  hak_stat_inc(free_remote);
+  hak_heap_t *delayed = _hak_page_free_remote(pg, b);
+  if (delayed) note_pooled(delayed);
+}
 
-/* Collect remote frees everywhere and give back every empty page. */
-static void heap_collect(hak_heap_t *h) {
-  atomic_store(&h->remote_full, 0);
+void _hak_heap_page_emptied(hak_page_t *pg) {
+  retire((hak_heap_t *)pg->xheap, pg, true);
+}
+
+size_t _hak_heap_usable(hak_page_t *pg, const void *p) {
+  if (!HAK_LOAD(pg->xheap) || _hak_block_index(pg, p) >= HAK_LOAD(pg->capacity)) return 0;
+  if (((const hak_block_t *)p)->key == _hak_free_key) return 0;
+  return pg->block_size;
+}
+
+/* ---- collection (thread exit, trim, the purge thread) -----------------------------*/
+
+/* Take every free there is and give back every empty page. */
+static size_t heap_collect(hak_heap_t *h) {
+  size_t released = 0;
+  take_delayed(h);
   for (hak_page_t *pg = h->full, *next; pg; pg = next) {
     next = pg->next;
-    collect(pg);
-    if (pg->free) move_from_full(h, pg);
+    _hak_page_collect_remote(pg);
+    if (pg->local_free || pg->used == 0) unfull(h, pg);
   }
   for (int c = 0; c < HAK_CLASS_COUNT; c++) {
     for (hak_page_t *pg = h->pages[c], *next; pg; pg = next) {
       next = pg->next;
-      collect(pg);
-      retire_if_empty(h, pg, false);
+      _hak_page_collect_remote(pg);
+      released += retire(h, pg, false);
     }
   }
+  return released;
+}
+
+/* Every page left will tell the heap of a remote free, so that a pooled heap
+ * with nothing on its delayed list has nothing to collect. */
+static void mark_all_delayed(hak_heap_t *h) {
+  for (hak_page_t *pg = h->full; pg; pg = pg->next) _hak_page_use_delayed(pg);
+  for (int c = 0; c < HAK_CLASS_COUNT; c++)
+    for (hak_page_t *pg = h->pages[c]; pg; pg = pg->next) _hak_page_use_delayed(pg);
 }
 
 static void heap_abandon(void *arg) {
   hak_heap_t *h = arg;
   heap_collect(h);
-  if (hak_tls_heap == h) hak_tls_heap = NULL;
+  mark_all_delayed(h);
+  if (_hak_tls_heap == h) _hak_tls_heap = &_hak_heap_empty;
   pthread_mutex_lock(&heaps_lock);
-  h->abandoned = true;
+  atomic_store_explicit(&h->abandoned, true, memory_order_relaxed);
   h->next_pool = pool;
   pool = h;
   pthread_mutex_unlock(&heaps_lock);
 }
 
-void hak_heap_collect_all(void) {
-  if (hak_tls_heap) heap_collect(hak_tls_heap);
-  pthread_mutex_lock(&heaps_lock);  /* no thread adopts a pooled heap meanwhile */
-  for (hak_heap_t *h = pool; h; h = h->next_pool) heap_collect(h);
-  pthread_mutex_unlock(&heaps_lock);
+void _hak_heap_collect_mine(void) {
+  if (_hak_tls_heap != &_hak_heap_empty) heap_collect(_hak_tls_heap);
 }
 
-void hak_heap_sum_stats(hak_stats_t *st) {
+bool _hak_heap_has_abandoned(void) {
+  return atomic_load_explicit(&pool_dirty, memory_order_relaxed);
+}
+
+/* The pooled heaps' frees: the lock keeps threads from adopting them meanwhile. */
+size_t _hak_heap_collect_abandoned(void) {
+  size_t released = 0;
+  atomic_store(&pool_dirty, 0);
+  pthread_mutex_lock(&heaps_lock);
+  for (hak_heap_t *h = pool; h; h = h->next_pool) {
+    released += heap_collect(h);
+    mark_all_delayed(h);
+  }
+  pthread_mutex_unlock(&heaps_lock);
+  hak_stat_add(abandoned_pages_released, released);
+  return released;
+}
+
+/* ---- statistics -------------------------------------------------------------------*/
+
+/* Counted per refill, not per call: the fast paths count nothing. */
+void _hak_heap_fill_stats(hak_stats_t *st) {
   pthread_mutex_lock(&heaps_lock);
   for (hak_heap_t *h = all_heaps; h; h = h->next_all) {
-    st->alloc_small += h->alloc_small;
-    st->free_small += h->free_small;
+    st->alloc_small += HAK_LOAD(h->refills);
+    st->free_small += HAK_LOAD(h->recycled);
   }
   pthread_mutex_unlock(&heaps_lock);
 }
 
-void hak_heap_reset_stats(void) {
+void _hak_heap_reset_stats(void) {
   pthread_mutex_lock(&heaps_lock);
-  for (hak_heap_t *h = all_heaps; h; h = h->next_all) h->alloc_small = h->free_small = 0;
+  for (hak_heap_t *h = all_heaps; h; h = h->next_all) {
+    HAK_STORE(h->refills, 0);
+    HAK_STORE(h->recycled, 0);
+  }
   pthread_mutex_unlock(&heaps_lock);
 }
 
-/* ---- fork ----------------------------------------------------------------*/
+/* ---- fork -------------------------------------------------------------------------*/
 
-void hak_heap_atfork_prepare(void) { pthread_mutex_lock(&heaps_lock); }
-void hak_heap_atfork_parent(void) { pthread_mutex_unlock(&heaps_lock); }
+void _hak_heap_atfork_prepare(void) { pthread_mutex_lock(&heaps_lock); }
+void _hak_heap_atfork_parent(void) { pthread_mutex_unlock(&heaps_lock); }
+
+static void settle_pages(hak_heap_t *h) {
+  for (hak_page_t *pg = h->full; pg; pg = pg->next) _hak_page_atfork_child(pg);
+  for (int c = 0; c < HAK_CLASS_COUNT; c++)
+    for (hak_page_t *pg = h->pages[c]; pg; pg = pg->next) _hak_page_atfork_child(pg);
+}
 
 /* Only the forking thread lives on in the child: every other heap is
  * abandoned, for the child's future threads to adopt. */
-void hak_heap_atfork_child(void) {
+void _hak_heap_atfork_child(void) {
   pthread_mutex_init(&heaps_lock, NULL);
   pool = NULL;
   for (hak_heap_t *h = all_heaps; h; h = h->next_all) {
-    if (h == hak_tls_heap) continue;
-    h->abandoned = true;
+    settle_pages(h);
+    if (h == _hak_tls_heap) continue;
+    atomic_store_explicit(&h->abandoned, true, memory_order_relaxed);
     h->next_pool = pool;
     pool = h;
   }
+  atomic_store(&pool_dirty, 1);
 }

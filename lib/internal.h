@@ -1,14 +1,24 @@
-/* hakmem internals: types, constants and the declarations shared by the files of lib/.
+/* hakmem internals: types, constants and the declarations shared by the files
+ * of lib/. Names shared between files start with _hak_; public ones with hak_.
  *
  * Memory layout
  *   segment  4 MiB, 4 MiB-aligned, owned by one thread heap. Its first
  *            HAK_SEGMENT_INFO bytes hold the segment and page descriptors, so
- *            that any pointer finds its page with a mask and a shift.
+ *            that any pointer finds its page descriptor with one table load.
  *   page     a slice of a segment serving one size class: 64 KiB in small
  *            segments (blocks up to 8 KiB), 1 MiB in medium segments (up to
  *            256 KiB). An empty page's memory is queued for release.
  *   large    anything bigger: its own mapping, registered in a hash table,
  *            kept in a bounded cache when freed, its pages queued for release.
+ *
+ * Layers (each calls only the ones below it):
+ *   alloc.c control.c        the public API
+ *   purge.c                  the background thread: drives the batch by time
+ *   heap.c large.c           thread heaps, large blocks
+ *   segment.c                segments and pages
+ *   batch.c                  the release queue and its flushes
+ *   io/                      the release backends
+ *   os.c stats.c options.c error.c   leaves
  */
 #ifndef HAK_INTERNAL_H
 #define HAK_INTERNAL_H
@@ -26,6 +36,12 @@
 #define HAK_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define HAK_INTERNAL    __attribute__((visibility("hidden")))
 #define HAK_NOINLINE    __attribute__((noinline))
+#define HAK_COLD        __attribute__((noinline, cold))
+
+/* Relaxed atomic access to plain fields that one thread writes and others
+ * may read (page owner, capacity): a plain mov, but race-free for TSan. */
+#define HAK_LOAD(x)     __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define HAK_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 
 /* ---- constants ----------------------------------------------------------*/
 #define HAK_OS_PAGE         4096UL
@@ -38,6 +54,8 @@
 #define HAK_MAX_PAGES       (HAK_SEGMENT_SIZE >> HAK_SMALL_PAGE_SHIFT)
 #define HAK_SMALL_BLOCK_MAX (8 * 1024UL)         /* largest block in a small page */
 #define HAK_MEDIUM_MAX      (256 * 1024UL)       /* largest block in any page */
+#define HAK_DIRECT_MAX      1024UL               /* sizes with a direct page pointer */
+#define HAK_DIRECT_SLOTS    (HAK_DIRECT_MAX / 16 + 1)
 #define HAK_CLASS_COUNT     52                   /* 16..256 KiB, see heap.c */
 #define HAK_ALIGN_MIN       16UL                 /* every block is 16-aligned */
 #define HAK_HUGE_ALIGN      (2UL << 20)          /* THP size: large blocks >= it align to it */
@@ -47,99 +65,135 @@
 
 enum hak_segment_kind { HAK_SEG_SMALL = 0, HAK_SEG_MEDIUM = 1, HAK_SEG_KINDS = 2 };
 
-/* ---- options (options.c) ------------------------------------------------*/
-typedef struct hak_options_s {
-  int flush_mode;          /* hak_flush_mode_t requested */
-  int advice;              /* MADV_DONTNEED or MADV_FREE */
-  long batch_max;          /* ranges */
-  long long batch_bytes;   /* bytes */
-  long purge_delay_ms;     /* <0: never by time, 0: at once */
-  long long cache_bytes;   /* large-block cache budget */
-  int stats;               /* 0 off, 1 table, 2 json */
-  char stats_file[256];
-  int verbose;
-  int purge_thread;        /* flush due ranges from a thread of our own */
-} hak_options_t;
+/* ---- options (options.c) ------------------------------------------------
+ * X(NAME, kind, default, min, max): every option once. kind says how its
+ * text is read: MODE auto|vector|..., ADVICE dontneed|free, COUNT and MS
+ * integers, SIZE with K/M/G, STATS 0|1|json, PATH a file name, BOOL 0|1. */
+#define HAK_OPTIONS(X)                                                  \
+  X(FLUSH, MODE, HAK_FLUSH_AUTO, 0, HAK_FLUSH_MODE_COUNT - 1)           \
+  X(ADVICE, ADVICE, 4 /*MADV_DONTNEED*/, 0, 255)                        \
+  X(BATCH_MAX, COUNT, 256, 1, HAK_BATCH_LIMIT)                          \
+  X(BATCH_BYTES, SIZE, 64LL << 20, 4096, 1LL << 46)                     \
+  X(PURGE_DELAY_MS, MS, 10, -1, 3600 * 1000)                            \
+  X(CACHE_BYTES, SIZE, 256LL << 20, 0, 1LL << 46)                       \
+  X(STATS, STATS, 0, 0, 2)                                              \
+  X(STATS_FILE, PATH, 0, 0, 0)                                          \
+  X(VERBOSE, BOOL, 0, 0, 1)                                             \
+  X(PURGE_THREAD, BOOL, 1, 0, 1)
 
-HAK_INTERNAL extern hak_options_t hak_opt;
-HAK_INTERNAL void hak_options_init(void);
+typedef enum {
+#define HAK_OPT_ENUM_(name, kind, def, lo, hi) HAK_OPT_##name,
+  HAK_OPTIONS(HAK_OPT_ENUM_)
+#undef HAK_OPT_ENUM_
+  HAK_OPT_COUNT
+} hak_option_id_t;
+
+HAK_INTERNAL extern _Atomic long long _hak_opt_v[HAK_OPT_COUNT];
+/* Current value of an option: one relaxed load. */
+#define hak_opt(name) atomic_load_explicit(&_hak_opt_v[HAK_OPT_##name], memory_order_relaxed)
+HAK_INTERNAL void _hak_options_init(void);              /* read the environment */
+HAK_INTERNAL int _hak_option_find(const char *name);    /* id, or -1 */
+HAK_INTERNAL bool _hak_option_parse(int id, const char *value);  /* store; false if malformed */
+HAK_INTERNAL const char *_hak_option_name(int id);
+HAK_INTERNAL void _hak_option_stats_file(char *buf, size_t n);   /* HAKMEM_STATS_FILE */
 
 /* ---- statistics (stats.c) -----------------------------------------------*/
 typedef struct hak_counters_s {
-  _Atomic uint64_t ranges_added, bytes_added, ranges_flushed, bytes_flushed;
-  _Atomic uint64_t ranges_cancelled, bytes_cancelled, ranges_dropped;
-  _Atomic uint64_t flushes, flush_syscalls, flush_ns;
-  _Atomic uint64_t flush_by_count, flush_by_bytes, flush_by_delay, flush_explicit;
-  _Atomic uint64_t flush_errors, inflight_waits, fallbacks;
-  _Atomic uint64_t mmap_calls, munmap_calls, madvise_calls, process_madvise_calls;
-  _Atomic uint64_t uring_enter_calls, bytes_mapped, bytes_unmapped;
-  _Atomic uint64_t cache_hits, cache_misses, cache_evictions;
-  _Atomic uint64_t alloc_large, free_large, free_remote_cnt, pages_released;
-  _Atomic uint64_t segments_mapped, segments_unmapped;
+#define HAK_COUNTER_(name, kind, label) _Atomic uint64_t name;
+  HAK_STATS_FIELDS(HAK_COUNTER_)
+#undef HAK_COUNTER_
 } hak_counters_t;
 
-HAK_INTERNAL extern hak_counters_t hak_cnt;
-#define hak_stat_add(field, n) atomic_fetch_add_explicit(&hak_cnt.field, (n), memory_order_relaxed)
+HAK_INTERNAL extern hak_counters_t _hak_cnt;
+#define hak_stat_add(field, n) atomic_fetch_add_explicit(&_hak_cnt.field, (n), memory_order_relaxed)
 #define hak_stat_inc(field)    hak_stat_add(field, 1)
-HAK_INTERNAL void hak_stats_init(void);
-HAK_INTERNAL void hak_stats_at_exit(void);
+HAK_INTERNAL void _hak_stats_init(void);
+HAK_INTERNAL void _hak_stats_at_exit(void);
+HAK_INTERNAL void _hak_stats_atfork_child(int parent_pid);
 
 /* ---- os (os.c): every system call that maps or advises is counted -------*/
-HAK_INTERNAL void *hak_os_map(size_t size);                 /* NULL on failure */
-HAK_INTERNAL void *hak_os_map_aligned(size_t size, size_t align);
-HAK_INTERNAL void hak_os_unmap(void *p, size_t size);
-HAK_INTERNAL void hak_os_hugepage_hint(void *p, size_t size);
-HAK_INTERNAL uint64_t hak_now_ns(void);                     /* CLOCK_MONOTONIC */
-HAK_INTERNAL uint64_t hak_coarse_ms(void);                  /* cheap, ms resolution */
+HAK_INTERNAL void *_hak_os_map(size_t size);                 /* NULL on failure */
+HAK_INTERNAL void *_hak_os_map_aligned(size_t size, size_t align);
+HAK_INTERNAL void _hak_os_unmap(void *p, size_t size);
+HAK_INTERNAL void _hak_os_hugepage_hint(void *p, size_t size);
+HAK_INTERNAL uint64_t _hak_now_ns(void);                     /* CLOCK_MONOTONIC */
+HAK_INTERNAL uint64_t _hak_coarse_ms(void);                  /* cheap, ms resolution */
+HAK_INTERNAL uint64_t _hak_random(void);                     /* from AT_RANDOM, no syscall */
 
 /* ---- errors (error.c) ---------------------------------------------------*/
-HAK_INTERNAL void hak_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-HAK_INTERNAL _Noreturn void hak_fatal_pointer(const char *what, const void *p);
+HAK_INTERNAL void _hak_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+HAK_INTERNAL _Noreturn void _hak_fatal_pointer(const char *what, const void *p);
+HAK_INTERNAL const char *_hak_errno_name(int err);
 
 /* ---- the release batch (batch.c) ----------------------------------------
- * hak_batch_add queues [addr, addr+len) and returns the generation it joined;
- * a range of generation g is out of the kernel's hands once
- * hak_batch_done(g). Before reusing or unmapping a range queued with
- * generation g, call hak_batch_cancel: it removes the range from the queue,
- * or waits for the flush that holds it. */
-HAK_INTERNAL void hak_batch_init(void);
-HAK_INTERNAL uint64_t hak_batch_add(void *addr, size_t len);
-HAK_INTERNAL bool hak_batch_done(uint64_t gen);
-HAK_INTERNAL void hak_batch_cancel(void *addr, size_t len, uint64_t gen);
-HAK_INTERNAL void hak_batch_poll(void);           /* flush if a trigger fired */
-HAK_INTERNAL bool hak_batch_flush_due(void);      /* flush if the oldest range is due */
-HAK_INTERNAL uint64_t hak_batch_oldest_ms(void);  /* 0 when nothing is queued */
-HAK_INTERNAL void hak_batch_flush(int reason);    /* reason: enum below */
-HAK_INTERNAL int hak_batch_set_mode(int mode);    /* probe, fall back; flushes first */
-HAK_INTERNAL void hak_batch_fill_stats(hak_stats_t *st);
-HAK_INTERNAL void hak_batch_atfork_prepare(void);
-HAK_INTERNAL void hak_batch_atfork_parent(void);
-HAK_INTERNAL void hak_batch_atfork_child(void);
-enum { HAK_FLUSH_WHY_COUNT, HAK_FLUSH_WHY_BYTES, HAK_FLUSH_WHY_DELAY, HAK_FLUSH_WHY_EXPLICIT };
+ * _hak_batch_add queues [addr, addr+len) and returns a token (0: not
+ * queued). Before any byte of a queued range is handed out again or
+ * unmapped, its owner calls _hak_batch_cancel with the token: the range
+ * leaves the queue, or, when a flush already holds it, the call waits for
+ * that flush to end. A range is cancelled from the same 4 MiB region it was
+ * queued from (the queue is sharded by it). Adding never flushes. */
+enum { HAK_FLUSH_WHY_NONE = -1, HAK_FLUSH_WHY_COUNT, HAK_FLUSH_WHY_BYTES, HAK_FLUSH_WHY_DELAY,
+       HAK_FLUSH_WHY_EXPLICIT };
+enum { HAK_CANCEL_REUSE, HAK_CANCEL_UNMAP };
+HAK_INTERNAL void _hak_batch_init(void);
+HAK_INTERNAL uint64_t _hak_batch_add(void *addr, size_t len);
+HAK_INTERNAL void _hak_batch_cancel(void *addr, size_t len, uint64_t token, int why);
+HAK_INTERNAL void _hak_batch_flush(int why);
+/* What should be flushed now (HAK_FLUSH_WHY_*, or NONE); *next_ms: when the
+ * oldest pending range falls due (0: nothing pending or no delay). */
+HAK_INTERNAL int _hak_batch_due(uint64_t *next_ms);
+HAK_INTERNAL bool _hak_batch_pending(void);
+/* Sleep until a limit is reached, the queue stops being empty, a kick, or
+ * the CLOCK_MONOTONIC_COARSE time until_ms (0: no time limit). */
+HAK_INTERNAL void _hak_batch_wait(uint64_t until_ms);
+HAK_INTERNAL void _hak_batch_kick(void);          /* wake _hak_batch_wait */
+HAK_INTERNAL int _hak_batch_set_mode(int mode);   /* probe, switch, fall back */
+HAK_INTERNAL void _hak_batch_fill_stats(hak_stats_t *st);
+HAK_INTERNAL void _hak_batch_atfork_prepare(void);
+HAK_INTERNAL void _hak_batch_atfork_parent(void);
+HAK_INTERNAL void _hak_batch_atfork_child(void);
 
 /* ---- the purge thread (purge.c) ----------------------------------------*/
-HAK_INTERNAL void hak_purge_start(void);
-HAK_INTERNAL void hak_purge_wake(void);
-HAK_INTERNAL void hak_purge_atfork_child(void);
+/* On allocator slow paths: start the thread when ranges are pending, or,
+ * without one, flush what is due from the caller. */
+HAK_INTERNAL void _hak_purge_poll(void);
+HAK_INTERNAL int _hak_purge_state(void);          /* hak_stats_t.purge_thread */
+HAK_INTERNAL void _hak_purge_atfork_child(void);
 
 /* ---- pages and segments (segment.c) -------------------------------------*/
-typedef struct hak_block_s { struct hak_block_s *next; } hak_block_t;
+typedef struct hak_block_s {
+  struct hak_block_s *next;
+  uintptr_t key;                       /* _hak_free_key while the block is free */
+} hak_block_t;
 struct hak_heap_s;
 
+/* Remote frees go to a page's xthread_free: a block list whose two low bits
+ * say what a remote free into a full page does (mimalloc's delayed free). */
+enum {
+  HAK_USE_DELAYED = 0,   /* page is full: push on the owner heap's delayed list */
+  HAK_DELAYED_FREEING = 1, /* a remote free is pushing on that list right now */
+  HAK_NO_DELAYED = 2,    /* push on the page's own list */
+};
+#define HAK_TF_STATE(tf) ((unsigned)((tf) & 3))
+#define HAK_TF_BLOCK(tf) ((hak_block_t *)((tf) & ~(uintptr_t)3))
+#define HAK_PAGE_FULL    ((uintptr_t)1)   /* low bit of xheap: on the full list */
+
 typedef struct hak_page_s {
-  hak_block_t *free;                   /* owner's free list */
-  uint32_t used;                       /* blocks handed out (remote frees not yet collected count) */
-  uint32_t capacity;                   /* blocks carved from the page so far */
-  uint32_t reserved;                   /* blocks that fit */
-  uint32_t block_size;
-  uint8_t *start;
-  struct hak_heap_s *heap;             /* owner; NULL when the page is free */
-  _Atomic(hak_block_t *) xthread_free; /* frees from other threads */
-  _Atomic uint8_t in_full;             /* on the heap's full list */
+  hak_block_t *free;                   /* blocks malloc pops */
+  uint32_t used;                       /* handed out, not yet freed or collected */
+  uint32_t capacity;                   /* blocks carved so far */
+  hak_block_t *local_free;             /* the owner's frees, moved to free when it runs dry */
+  uintptr_t xheap;                     /* owner heap | HAK_PAGE_FULL; 0 when the page is free */
+  uint8_t *start;                      /* first block */
+  uint64_t div_inv;                    /* see _hak_block_index */
+  uint8_t div_shift;
   uint8_t class_idx;
-  uint8_t has_aligned;                 /* holds interior (aligned) pointers */
   uint8_t index;                       /* in the segment */
-  uint64_t release_gen;                /* batch generation of its release, or 0 */
+  uint8_t kind;
+  uint32_t block_size;
+  uint32_t reserved;                   /* blocks that fit */
+  _Atomic uintptr_t xthread_free;      /* remote frees, tagged with HAK_*DELAYED* */
+  uint64_t release_token;              /* batch token of its queued release, or 0 */
   struct hak_page_s *next, *prev;      /* in the heap's class or full list */
 } hak_page_t;
 
@@ -147,103 +201,131 @@ typedef struct hak_segment_s {
   struct hak_heap_s *heap;             /* owner */
   uint32_t kind, page_shift, page_count, used_pages;
   uint64_t free_mask;                  /* bit i: page i is free */
-  uint64_t release_gen;                /* newest batch generation of its pages */
+  uint64_t release_token;              /* newest token of its pages' releases */
   struct hak_segment_s *next, *prev;   /* heap's list of segments with free pages */
   hak_page_t pages[HAK_MAX_PAGES];
 } hak_segment_t;
 
 _Static_assert(sizeof(hak_segment_t) <= HAK_SEGMENT_INFO, "segment info too big");
 
-HAK_INTERNAL void hak_segmap_init(void);
-/* One bit per 4 MiB of the address space: is it a hakmem segment? */
-#define HAK_SEGMAP_BITS (1UL << (HAK_ADDR_BITS - HAK_SEGMENT_SHIFT))
-HAK_INTERNAL extern _Atomic uint64_t *hak_segmap;
-static inline bool hak_segmap_contains(const void *p) {
-  uintptr_t idx = (uintptr_t)p >> HAK_SEGMENT_SHIFT;
-  if (HAK_UNLIKELY(idx >= HAK_SEGMAP_BITS)) return false;
-  return (atomic_load_explicit(&hak_segmap[idx >> 6], memory_order_relaxed) >> (idx & 63)) & 1;
-}
-HAK_INTERNAL hak_page_t *hak_page_alloc(struct hak_heap_s *heap, int kind);
-HAK_INTERNAL void hak_page_release(hak_page_t *page);
-HAK_INTERNAL size_t hak_segment_trim(void);   /* unmap cached empty segments */
-HAK_INTERNAL void hak_segment_atfork_prepare(void);
-HAK_INTERNAL void hak_segment_atfork_parent(void);
-HAK_INTERNAL void hak_segment_atfork_child(void);
+/* One byte per 4 MiB of the address space: 0, or the page shift of the
+ * segment there. The table is in .bss: untouched parts cost nothing. */
+#define HAK_SEGMAP_SIZE (1UL << (HAK_ADDR_BITS - HAK_SEGMENT_SHIFT))
+HAK_INTERNAL extern _Atomic uint8_t _hak_segmap[HAK_SEGMAP_SIZE];
 
-static inline hak_segment_t *hak_segment_of(const void *p) {
+/* Descriptor of the page holding p, or NULL when p is not in a segment:
+ * one table load, no load from the segment itself. */
+static inline hak_page_t *_hak_page_lookup(const void *p) {
+  uintptr_t u = (uintptr_t)p, idx = u >> HAK_SEGMENT_SHIFT;
+  if (HAK_UNLIKELY(idx >= HAK_SEGMAP_SIZE)) return NULL;
+  unsigned shift = atomic_load_explicit(&_hak_segmap[idx], memory_order_relaxed);
+  if (HAK_UNLIKELY(shift == 0)) return NULL;
+  hak_segment_t *s = (hak_segment_t *)(u & ~HAK_SEGMENT_MASK);
+  return &s->pages[(u & HAK_SEGMENT_MASK) >> shift];
+}
+
+static inline hak_segment_t *_hak_segment_of(const void *p) {
   return (hak_segment_t *)((uintptr_t)p & ~HAK_SEGMENT_MASK);
 }
-static inline hak_page_t *hak_page_of(const void *p) {
-  hak_segment_t *s = hak_segment_of(p);
-  return &s->pages[((uintptr_t)p - (uintptr_t)s) >> s->page_shift];
+
+/* Index of the block that starts at p, or a huge number when p is not a
+ * block start: blocks of size d*2^k with d odd start at offsets n*d*2^k, and
+ * (off * d^-1 mod 2^64) rotated right by k is n exactly for those offsets and
+ * above 2^64/(d*2^k) for every other (the Granlund-Montgomery test). */
+static inline uint64_t _hak_block_index(const hak_page_t *pg, const void *p) {
+  uint64_t q = (uint64_t)((uintptr_t)p - (uintptr_t)pg->start) * pg->div_inv;
+  unsigned k = pg->div_shift;
+  return (q >> k) | (q << ((64 - k) & 63));
 }
+
 /* First byte and length of a page's block area (page 0 skips the info). */
-static inline uint8_t *hak_page_area(hak_segment_t *s, size_t i, size_t *len) {
+static inline uint8_t *_hak_page_area(hak_segment_t *s, size_t i, size_t *len) {
   uint8_t *base = (uint8_t *)s + (i << s->page_shift);
   uint8_t *start = i == 0 ? (uint8_t *)s + HAK_SEGMENT_INFO : base;
   *len = (size_t)(base + (1UL << s->page_shift) - start);
   return start;
 }
 
+/* page.c: one page's free lists (the owner's, unless said otherwise). */
+HAK_INTERNAL void _hak_page_init(hak_page_t *pg, struct hak_heap_s *h, int class_idx);
+HAK_INTERNAL uint32_t _hak_page_refill(hak_page_t *pg);        /* blocks now on free */
+HAK_INTERNAL void _hak_page_collect_remote(hak_page_t *pg);
+HAK_INTERNAL void _hak_page_use_delayed(hak_page_t *pg);
+HAK_INTERNAL bool _hak_page_delayed_settled(hak_page_t *pg);
+HAK_INTERNAL void _hak_page_atfork_child(hak_page_t *pg);
+HAK_INTERNAL bool _hak_page_holds_free(hak_page_t *pg, struct hak_heap_s *h, const hak_block_t *b);
+/* Any thread: push b on the page's remote list (or its owner's delayed list,
+ * whose heap is returned). */
+HAK_INTERNAL struct hak_heap_s *_hak_page_free_remote(hak_page_t *pg, hak_block_t *b);
+
+HAK_INTERNAL hak_page_t *_hak_page_alloc(struct hak_heap_s *heap, int kind);
+HAK_INTERNAL void _hak_page_release(hak_page_t *page);
+HAK_INTERNAL size_t _hak_segment_trim(void);   /* unmap cached empty segments */
+HAK_INTERNAL void _hak_segment_atfork_prepare(void);
+HAK_INTERNAL void _hak_segment_atfork_parent(void);
+HAK_INTERNAL void _hak_segment_atfork_child(void);
+
 /* ---- thread heaps (heap.c) ----------------------------------------------*/
 typedef struct hak_heap_s {
+  hak_page_t *direct[HAK_DIRECT_SLOTS]; /* current page for sizes 16*i (never NULL) */
   hak_page_t *pages[HAK_CLASS_COUNT];  /* pages with (maybe) free blocks; head = current */
   hak_page_t *full;                    /* pages without free blocks */
+  _Atomic(hak_block_t *) delayed_free; /* remote frees into full pages */
   hak_segment_t *segments[HAK_SEG_KINDS]; /* segments with free pages */
-  _Atomic int remote_full;             /* a full page got a remote free */
-  uint64_t alloc_small, free_small;    /* owner-only counters */
+  uint64_t refills;                    /* blocks made available to malloc (stats) */
+  uint64_t recycled;                   /* of those, blocks that had been freed (stats) */
   struct hak_heap_s *next_all;         /* every heap ever made */
   struct hak_heap_s *next_pool;        /* abandoned heaps awaiting a thread */
-  bool abandoned;
+  _Atomic bool abandoned;
 } hak_heap_t;
 
-HAK_INTERNAL extern __thread hak_heap_t *hak_tls_heap;
-HAK_INTERNAL extern uint32_t hak_class_size[HAK_CLASS_COUNT];
+HAK_INTERNAL extern __thread hak_heap_t *_hak_tls_heap;
+HAK_INTERNAL extern hak_heap_t _hak_heap_empty;  /* a thread's heap before its first malloc */
+HAK_INTERNAL extern uint32_t _hak_class_size[HAK_CLASS_COUNT];
+HAK_INTERNAL extern uintptr_t _hak_free_key;
 
 /* Size classes: 16-byte steps up to 128, then four per power of two. */
-static inline int hak_size_class(size_t size) {
+static inline int _hak_size_class(size_t size) {
   if (size <= 128) return size ? (int)((size - 1) >> 4) : 0;
   int b = 63 - __builtin_clzl(size - 1);
   return 8 + (b - 7) * 4 + (int)(((size - 1) >> (b - 2)) & 3);
 }
-HAK_INTERNAL void *hak_heap_malloc_slow(size_t size);
-HAK_INTERNAL void hak_heap_free_local_slow(hak_page_t *page);
-HAK_INTERNAL void hak_heap_free_remote(hak_page_t *page, hak_block_t *b);
-HAK_INTERNAL void hak_heap_init(void);
-HAK_INTERNAL void hak_heap_collect_all(void);  /* this thread: retire empty pages */
-HAK_INTERNAL void hak_heap_sum_stats(hak_stats_t *st);
-HAK_INTERNAL void hak_heap_reset_stats(void);
-HAK_INTERNAL void hak_heap_atfork_prepare(void);
-HAK_INTERNAL void hak_heap_atfork_parent(void);
-HAK_INTERNAL void hak_heap_atfork_child(void);
-
-/* Block that holds p (p may be an aligned interior pointer). */
-static inline hak_block_t *hak_block_of(hak_page_t *page, const void *p) {
-  if (HAK_LIKELY(!page->has_aligned)) return (hak_block_t *)p;
-  size_t off = (size_t)((const uint8_t *)p - page->start);
-  return (hak_block_t *)(page->start + off - off % page->block_size);
-}
+HAK_INTERNAL void _hak_heap_init(void);
+HAK_INTERNAL void *_hak_heap_malloc(size_t size);    /* small/medium, any path */
+HAK_INTERNAL void *_hak_heap_malloc_aligned(size_t align, size_t size);
+/* The slow part of free for a block of a page: p is checked here. */
+HAK_INTERNAL void _hak_heap_free(hak_page_t *page, void *p);
+/* The owner's free emptied the page (used reached 0). */
+HAK_INTERNAL void _hak_heap_page_emptied(hak_page_t *page);
+HAK_INTERNAL size_t _hak_heap_usable(hak_page_t *page, const void *p);  /* 0: not a live block */
+HAK_INTERNAL void _hak_heap_collect_mine(void);       /* this thread: retire empty pages */
+HAK_INTERNAL size_t _hak_heap_collect_abandoned(void); /* exited threads' heaps */
+HAK_INTERNAL bool _hak_heap_has_abandoned(void);
+HAK_INTERNAL void _hak_heap_fill_stats(hak_stats_t *st);
+HAK_INTERNAL void _hak_heap_reset_stats(void);
+HAK_INTERNAL void _hak_heap_atfork_prepare(void);
+HAK_INTERNAL void _hak_heap_atfork_parent(void);
+HAK_INTERNAL void _hak_heap_atfork_child(void);
 
 /* ---- large blocks (large.c) ---------------------------------------------*/
-HAK_INTERNAL void hak_large_init(void);
-HAK_INTERNAL void *hak_large_alloc(size_t size, size_t align, bool zero);
-HAK_INTERNAL bool hak_large_free(void *p);            /* false: not a large block */
-HAK_INTERNAL size_t hak_large_usable(const void *p);  /* 0: not a large block */
-HAK_INTERNAL size_t hak_large_trim(void);
-HAK_INTERNAL void hak_large_fill_stats(hak_stats_t *st);
-HAK_INTERNAL void hak_large_atfork_prepare(void);
-HAK_INTERNAL void hak_large_atfork_parent(void);
-HAK_INTERNAL void hak_large_atfork_child(void);
+HAK_INTERNAL void *_hak_large_alloc(size_t size, size_t align, bool zero);
+HAK_INTERNAL bool _hak_large_free(void *p);            /* false: not a large block */
+HAK_INTERNAL size_t _hak_large_usable(const void *p);  /* 0: not a live large block */
+HAK_INTERNAL size_t _hak_large_trim(void);
+HAK_INTERNAL void _hak_large_fill_stats(hak_stats_t *st);
+HAK_INTERNAL void _hak_large_atfork_prepare(void);
+HAK_INTERNAL void _hak_large_atfork_parent(void);
+HAK_INTERNAL void _hak_large_atfork_child(void);
 
 /* ---- init (init.c) ------------------------------------------------------*/
-HAK_INTERNAL extern _Atomic int hak_ready;
-HAK_INTERNAL void hak_init_slow(void);
-static inline void hak_ensure_init(void) {
-  if (HAK_UNLIKELY(!atomic_load_explicit(&hak_ready, memory_order_acquire))) hak_init_slow();
+HAK_INTERNAL extern _Atomic int _hak_ready;
+HAK_INTERNAL void _hak_init_slow(void);
+static inline void _hak_ensure_init(void) {
+  if (HAK_UNLIKELY(!atomic_load_explicit(&_hak_ready, memory_order_acquire))) _hak_init_slow();
 }
 
 /* ---- small helpers ------------------------------------------------------*/
-static inline size_t hak_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
-static inline bool hak_is_pow2(size_t n) { return n && !(n & (n - 1)); }
+static inline size_t _hak_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
+static inline bool _hak_is_pow2(size_t n) { return n && !(n & (n - 1)); }
 
 #endif /* HAK_INTERNAL_H */

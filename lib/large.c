@@ -39,8 +39,8 @@ static size_t cache_bytes;
 static size_t round_size(size_t size) {
   size_t step = HAK_OS_PAGE;
   if (size > 4 * HAK_OS_PAGE) step = (size_t)1 << (63 - __builtin_clzl(size - 1) - 2);
-  size_t r = hak_align_up(size, step);
-  if (r >= HAK_HUGE_ALIGN) r = hak_align_up(r, HAK_HUGE_ALIGN);
+  size_t r = _hak_align_up(size, step);
+  if (r >= HAK_HUGE_ALIGN) r = _hak_align_up(r, HAK_HUGE_ALIGN);
   return r < size ? 0 : r;
 }
 
@@ -61,7 +61,7 @@ static size_t hash(const void *p) {
 
 static bool grow_table(void) {
   size_t n = table_size ? table_size * 2 : 1024;
-  node_t **t = hak_os_map(n * sizeof(node_t *));
+  node_t **t = _hak_os_map(n * sizeof(node_t *));
   if (!t) return false;
   node_t **old = table;
   size_t old_n = table_size;
@@ -75,7 +75,7 @@ static bool grow_table(void) {
       table[h] = e;
     }
   }
-  if (old) hak_os_unmap(old, old_n * sizeof(node_t *));
+  if (old) _hak_os_unmap(old, old_n * sizeof(node_t *));
   return true;
 }
 
@@ -96,7 +96,7 @@ static void unregister(node_t *e) {
 static node_t *new_node(void) {
   if (!spare) {
     const size_t chunk = 64 * 1024;
-    node_t *n = hak_os_map(chunk);
+    node_t *n = _hak_os_map(chunk);
     if (!n) return NULL;
     for (size_t i = 0; i < chunk / sizeof(node_t); i++) { n[i].hnext = spare; spare = &n[i]; }
   }
@@ -173,8 +173,8 @@ static node_t *cache_evict(size_t budget) {
 static void unmap_chain(node_t *list) {
   while (list) {
     node_t *next = list->lnext;
-    hak_batch_cancel(list->base, list->map_size, list->gen);
-    hak_os_unmap(list->base, list->map_size);
+    _hak_batch_cancel(list->base, list->map_size, list->gen, HAK_CANCEL_UNMAP);
+    _hak_os_unmap(list->base, list->map_size);
     hak_stat_inc(cache_evictions);
     pthread_mutex_lock(&lock);
     list->hnext = spare;
@@ -187,9 +187,9 @@ static void unmap_chain(node_t *list) {
 /* ---- allocation ------------------------------------------------------------*/
 
 static node_t *map_block(size_t map_size, size_t align) {
-  uint8_t *base = hak_os_map_aligned(map_size, align);
+  uint8_t *base = _hak_os_map_aligned(map_size, align);
   if (!base) return NULL;
-  if (map_size >= HAK_HUGE_ALIGN) hak_os_hugepage_hint(base, map_size);
+  if (map_size >= HAK_HUGE_ALIGN) _hak_os_hugepage_hint(base, map_size);
   pthread_mutex_lock(&lock);
   node_t *e = new_node();
   if (e) {
@@ -199,23 +199,22 @@ static node_t *map_block(size_t map_size, size_t align) {
     if (!register_node(e)) { e->hnext = spare; spare = e; e = NULL; }
   }
   pthread_mutex_unlock(&lock);
-  if (!e) { hak_os_unmap(base, map_size); errno = ENOMEM; }
+  if (!e) { _hak_os_unmap(base, map_size); errno = ENOMEM; }
   return e;
 }
 
-void *hak_large_alloc(size_t size, size_t align, bool zero) {
+void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   if (align < HAK_OS_PAGE) align = HAK_OS_PAGE;
   size_t map_size = round_size(size);
   if (!map_size || size > ((size_t)1 << HAK_ADDR_BITS)) { errno = ENOMEM; return NULL; }
   if (map_size >= HAK_HUGE_ALIGN && align < HAK_HUGE_ALIGN) align = HAK_HUGE_ALIGN;
-  hak_batch_poll();
   pthread_mutex_lock(&lock);
   node_t *e = cache_take(map_size, align);
   pthread_mutex_unlock(&lock);
   hak_stat_inc(alloc_large);
   if (e) {
     hak_stat_inc(cache_hits);
-    hak_batch_cancel(e->base, e->map_size, e->gen);  /* before a byte is handed out */
+    _hak_batch_cancel(e->base, e->map_size, e->gen, HAK_CANCEL_REUSE);  /* before a byte is handed out */
     e->gen = 0;
     if (zero) memset(e->ptr, 0, size);
     return e->ptr;
@@ -227,27 +226,26 @@ void *hak_large_alloc(size_t size, size_t align, bool zero) {
 
 /* The block's pages join the batch while the lock is held, so that no other
  * thread can take it from the cache before its range is queued. */
-bool hak_large_free(void *p) {
+bool _hak_large_free(void *p) {
   pthread_mutex_lock(&lock);
   node_t *e = lookup(p);
   if (!e) { pthread_mutex_unlock(&lock); return false; }
   if (e->state == CACHED) {
     pthread_mutex_unlock(&lock);
-    hak_fatal_pointer("free(): double free of a large block", p);
+    _hak_fatal_pointer("free(): double free of a large block", p);
   }
   hak_stat_inc(free_large);
-  e->gen = hak_batch_add(e->base, e->map_size);
+  e->gen = _hak_batch_add(e->base, e->map_size);
   cache_insert(e);
-  node_t *evicted = cache_evict((size_t)hak_opt.cache_bytes);
+  node_t *evicted = cache_evict((size_t)hak_opt(CACHE_BYTES));
   pthread_mutex_unlock(&lock);
   unmap_chain(evicted);
-  hak_batch_poll();
   return true;
 }
 
 /* Usable bytes of a live large block; 0 for a cached (freed) block or a
  * pointer that is not a large block. */
-size_t hak_large_usable(const void *p) {
+size_t _hak_large_usable(const void *p) {
   pthread_mutex_lock(&lock);
   node_t *e = lookup(p);
   size_t n = e && e->state == LIVE ? e->usable : 0;
@@ -255,7 +253,7 @@ size_t hak_large_usable(const void *p) {
   return n;
 }
 
-size_t hak_large_trim(void) {
+size_t _hak_large_trim(void) {
   pthread_mutex_lock(&lock);
   size_t before = cache_bytes;
   node_t *evicted = cache_evict(0);
@@ -264,12 +262,12 @@ size_t hak_large_trim(void) {
   return before;
 }
 
-void hak_large_fill_stats(hak_stats_t *st) {
+void _hak_large_fill_stats(hak_stats_t *st) {
   pthread_mutex_lock(&lock);
   st->cache_bytes = cache_bytes;
   pthread_mutex_unlock(&lock);
 }
 
-void hak_large_atfork_prepare(void) { pthread_mutex_lock(&lock); }
-void hak_large_atfork_parent(void) { pthread_mutex_unlock(&lock); }
-void hak_large_atfork_child(void) { pthread_mutex_init(&lock, NULL); }
+void _hak_large_atfork_prepare(void) { pthread_mutex_lock(&lock); }
+void _hak_large_atfork_parent(void) { pthread_mutex_unlock(&lock); }
+void _hak_large_atfork_child(void) { pthread_mutex_init(&lock, NULL); }

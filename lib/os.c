@@ -2,11 +2,12 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/auxv.h>
 #include <time.h>
 
 #include "internal.h"
 
-void *hak_os_map(size_t size) {
+void *_hak_os_map(size_t size) {
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   hak_stat_inc(mmap_calls);
   if (p == MAP_FAILED) { errno = ENOMEM; return NULL; }
@@ -14,7 +15,7 @@ void *hak_os_map(size_t size) {
   return p;
 }
 
-void hak_os_unmap(void *p, size_t size) {
+void _hak_os_unmap(void *p, size_t size) {
   if (!p || !size) return;
   munmap(p, size);
   hak_stat_inc(munmap_calls);
@@ -26,8 +27,8 @@ static _Atomic uintptr_t next_hint;  /* just below the last aligned mapping */
 /* The kernel places mappings top-down: asking for the aligned spot just
  * below the previous one usually succeeds in one call. Otherwise map more
  * and trim both ends (untouched memory: the trims flush nothing). */
-void *hak_os_map_aligned(size_t size, size_t align) {
-  if (align <= HAK_OS_PAGE) return hak_os_map(size);
+void *_hak_os_map_aligned(size_t size, size_t align) {
+  if (align <= HAK_OS_PAGE) return _hak_os_map(size);
   uintptr_t hint = atomic_load_explicit(&next_hint, memory_order_relaxed);
   if (hint > size && size % align == 0) {
     void *want = (void *)(hint - size);
@@ -39,34 +40,44 @@ void *hak_os_map_aligned(size_t size, size_t align) {
         atomic_store_explicit(&next_hint, (uintptr_t)p, memory_order_relaxed);
         return p;
       }
-      hak_os_unmap(p, size);
+      _hak_os_unmap(p, size);
     }
   }
   if (size + align < size) { errno = ENOMEM; return NULL; }
-  uint8_t *raw = hak_os_map(size + align);
+  uint8_t *raw = _hak_os_map(size + align);
   if (!raw) return NULL;
-  uint8_t *aligned = (uint8_t *)hak_align_up((uintptr_t)raw, align);
+  uint8_t *aligned = (uint8_t *)_hak_align_up((uintptr_t)raw, align);
   size_t head = (size_t)(aligned - raw), tail = align - head;
-  if (head) hak_os_unmap(raw, head);
-  if (tail) hak_os_unmap(aligned + size, tail);
+  if (head) _hak_os_unmap(raw, head);
+  if (tail) _hak_os_unmap(aligned + size, tail);
   atomic_store_explicit(&next_hint, (uintptr_t)aligned, memory_order_relaxed);
   return aligned;
 }
 
 /* Transparent huge pages are "madvise" on many systems: ask for them. */
-void hak_os_hugepage_hint(void *p, size_t size) {
+void _hak_os_hugepage_hint(void *p, size_t size) {
   madvise(p, size, MADV_HUGEPAGE);
   hak_stat_inc(madvise_calls);
 }
 
-uint64_t hak_now_ns(void) {
+uint64_t _hak_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t hak_coarse_ms(void) {
+uint64_t _hak_coarse_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000ull;
+}
+
+/* Sixteen random bytes the kernel gave us at exec: no syscall, no blocking. */
+uint64_t _hak_random(void) {
+  const uint64_t *r = (const uint64_t *)getauxval(AT_RANDOM);
+  uint64_t x = r ? r[0] ^ (r[1] << 1) : 0x9E3779B97F4A7C15ull;
+  x ^= (uint64_t)(uintptr_t)&x;  /* and the stack's address: differs per run with ASLR */
+  x ^= x >> 31;
+  x *= 0xBF58476D1CE4E5B9ull;
+  return x ^ (x >> 29);
 }

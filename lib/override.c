@@ -24,12 +24,11 @@ EXPORT int posix_memalign(void **out, size_t align, size_t size) {
 
 EXPORT void *aligned_alloc(size_t align, size_t size) { return hak_aligned_alloc(align, size); }
 
-/* glibc's memalign rounds a non-power-of-two alignment up instead of failing. */
+/* glibc's memalign rounds a non-power-of-two alignment up instead of failing,
+ * and says EINVAL only for one above SIZE_MAX/2 + 1; so do we. */
 EXPORT void *memalign(size_t align, size_t size) {
-  if (align && !hak_is_pow2(align)) {
-    if (align > ((size_t)1 << 62)) { errno = EINVAL; return NULL; }
-    align = (size_t)1 << (64 - __builtin_clzl(align));
-  }
+  if (align > ((size_t)1 << 63)) { errno = EINVAL; return NULL; }
+  if (align && !_hak_is_pow2(align)) align = (size_t)1 << (64 - __builtin_clzl(align));
   return hak_aligned_alloc(align ? align : 1, size);
 }
 
@@ -37,7 +36,7 @@ EXPORT void *valloc(size_t size) { return hak_aligned_alloc((size_t)sysconf(_SC_
 
 EXPORT void *pvalloc(size_t size) {
   size_t ps = (size_t)sysconf(_SC_PAGESIZE);
-  size_t rounded = hak_align_up(size ? size : 1, ps);
+  size_t rounded = _hak_align_up(size ? size : 1, ps);
   if (rounded < size) { errno = ENOMEM; return NULL; }
   return hak_aligned_alloc(ps, rounded);
 }

@@ -1,34 +1,19 @@
 /* Segments: 4 MiB-aligned regions owned by one heap, divided into pages.
- * A bitmap over the address space says which 4 MiB regions are segments, so
- * that free() knows a hakmem pointer from any other in one load. */
-#include <stdlib.h>
+ * A byte per 4 MiB of the address space says whether a region is a segment
+ * and how big its pages are, so that free() finds any block's page
+ * descriptor with one table load, and knows a foreign pointer from ours. */
 #include <string.h>
-#include <sys/mman.h>
 
 #include "internal.h"
 
-
-_Atomic uint64_t *hak_segmap;      /* lazily committed: untouched parts cost nothing */
-#define segmap hak_segmap
+_Atomic uint8_t _hak_segmap[HAK_SEGMAP_SIZE];
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static hak_segment_t *cache;       /* empty segments, linked through next */
 static int cache_count;
 
-void hak_segmap_init(void) {
-  segmap = mmap(NULL, HAK_SEGMAP_BITS / 8, PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  hak_stat_inc(mmap_calls);
-  if (segmap == MAP_FAILED) {
-    hak_warn("cannot reserve the segment map\n");
-    abort();
-  }
-}
-
-static void segmap_mark(hak_segment_t *s, bool on) {
-  uintptr_t idx = (uintptr_t)s >> HAK_SEGMENT_SHIFT;
-  uint64_t bit = 1ull << (idx & 63);
-  if (on) atomic_fetch_or(&segmap[idx >> 6], bit);
-  else atomic_fetch_and(&segmap[idx >> 6], ~bit);
+static void segmap_mark(hak_segment_t *s, unsigned shift) {
+  atomic_store_explicit(&_hak_segmap[(uintptr_t)s >> HAK_SEGMENT_SHIFT], (uint8_t)shift,
+                        memory_order_release);
 }
 
 /* ---- heap's list of segments with free pages ----------------------------*/
@@ -50,11 +35,11 @@ static void list_remove(hak_heap_t *h, hak_segment_t *s) {
 /* ---- segment life ---------------------------------------------------------*/
 
 static void format(hak_segment_t *s, hak_heap_t *h, int kind) {
-  if (s->release_gen && s->kind != (uint32_t)kind) {
+  if (s->release_token && s->kind != (uint32_t)kind) {
     /* New page boundaries: queued ranges of the old ones are taken back. */
-    hak_batch_cancel(s, HAK_SEGMENT_SIZE, s->release_gen);
-    s->release_gen = 0;
-    for (size_t i = 0; i < HAK_MAX_PAGES; i++) s->pages[i].release_gen = 0;
+    _hak_batch_cancel(s, HAK_SEGMENT_SIZE, s->release_token, HAK_CANCEL_REUSE);
+    s->release_token = 0;
+    for (size_t i = 0; i < HAK_MAX_PAGES; i++) s->pages[i].release_token = 0;
   }
   s->heap = h;
   s->kind = (uint32_t)kind;
@@ -65,11 +50,13 @@ static void format(hak_segment_t *s, hak_heap_t *h, int kind) {
   s->next = s->prev = NULL;
   for (uint32_t i = 0; i < s->page_count; i++) {
     hak_page_t *pg = &s->pages[i];
-    uint64_t gen = pg->release_gen;
+    uint64_t token = pg->release_token;
     memset(pg, 0, sizeof *pg);
-    pg->release_gen = gen;
+    pg->release_token = token;
     pg->index = (uint8_t)i;
+    pg->kind = (uint8_t)kind;
   }
+  segmap_mark(s, s->page_shift);
 }
 
 static hak_segment_t *acquire(hak_heap_t *h, int kind) {
@@ -78,19 +65,18 @@ static hak_segment_t *acquire(hak_heap_t *h, int kind) {
   if (s) { cache = s->next; cache_count--; }
   pthread_mutex_unlock(&cache_lock);
   if (!s) {
-    s = hak_os_map_aligned(HAK_SEGMENT_SIZE, HAK_SEGMENT_SIZE);
+    s = _hak_os_map_aligned(HAK_SEGMENT_SIZE, HAK_SEGMENT_SIZE);
     if (!s) return NULL;
     hak_stat_inc(segments_mapped);
-    segmap_mark(s, true);
   }
   format(s, h, kind);
   return s;
 }
 
 static void unmap_segment(hak_segment_t *s) {
-  segmap_mark(s, false);
-  hak_batch_cancel(s, HAK_SEGMENT_SIZE, s->release_gen);  /* never advise unmapped memory */
-  hak_os_unmap(s, HAK_SEGMENT_SIZE);
+  segmap_mark(s, 0);
+  _hak_batch_cancel(s, HAK_SEGMENT_SIZE, s->release_token, HAK_CANCEL_UNMAP);  /* never advise unmapped memory */
+  _hak_os_unmap(s, HAK_SEGMENT_SIZE);
   hak_stat_inc(segments_unmapped);
 }
 
@@ -109,7 +95,7 @@ static void retire(hak_segment_t *s) {
   if (s) unmap_segment(s);
 }
 
-size_t hak_segment_trim(void) {
+size_t _hak_segment_trim(void) {
   pthread_mutex_lock(&cache_lock);
   hak_segment_t *list = cache;
   cache = NULL;
@@ -127,7 +113,7 @@ size_t hak_segment_trim(void) {
 
 /* ---- pages ---------------------------------------------------------------*/
 
-hak_page_t *hak_page_alloc(hak_heap_t *h, int kind) {
+hak_page_t *_hak_page_alloc(hak_heap_t *h, int kind) {
   hak_segment_t *s = h->segments[kind];
   if (!s) {
     s = acquire(h, kind);
@@ -139,28 +125,28 @@ hak_page_t *hak_page_alloc(hak_heap_t *h, int kind) {
   s->used_pages++;
   if (s->free_mask == 0) list_remove(h, s);
   hak_page_t *pg = &s->pages[i];
-  size_t len;
-  pg->start = hak_page_area(s, i, &len);
-  if (pg->release_gen) {  /* its memory may still be queued: take it back first */
-    hak_batch_cancel(pg->start, len, pg->release_gen);
-    pg->release_gen = 0;
+  if (pg->release_token) {  /* its memory may still be queued: take it back first */
+    size_t len;
+    uint8_t *area = _hak_page_area(s, i, &len);
+    _hak_batch_cancel(area, len, pg->release_token, HAK_CANCEL_REUSE);
+    pg->release_token = 0;
   }
-  pg->heap = h;
   return pg;
 }
 
 /* The page is empty: queue the part of it that was ever used. */
-void hak_page_release(hak_page_t *pg) {
-  hak_segment_t *s = hak_segment_of(pg);
+void _hak_page_release(hak_page_t *pg) {
+  hak_segment_t *s = _hak_segment_of(pg);
   hak_heap_t *h = s->heap;
-  size_t used_len = hak_align_up((size_t)pg->capacity * pg->block_size, HAK_OS_PAGE);
+  size_t used_len = _hak_align_up((size_t)pg->capacity * pg->block_size, HAK_OS_PAGE);
   uint8_t *start = pg->start;
-  uint8_t index = pg->index;
+  uint8_t index = pg->index, kind = pg->kind;
   memset(pg, 0, sizeof *pg);
   pg->index = index;
+  pg->kind = kind;
   if (used_len) {
-    pg->release_gen = hak_batch_add(start, used_len);
-    if (pg->release_gen > s->release_gen) s->release_gen = pg->release_gen;
+    pg->release_token = _hak_batch_add(start, used_len);
+    if (pg->release_token > s->release_token) s->release_token = pg->release_token;
     hak_stat_inc(pages_released);
   }
   bool was_full = s->free_mask == 0;
@@ -174,6 +160,6 @@ void hak_page_release(hak_page_t *pg) {
   }
 }
 
-void hak_segment_atfork_prepare(void) { pthread_mutex_lock(&cache_lock); }
-void hak_segment_atfork_parent(void) { pthread_mutex_unlock(&cache_lock); }
-void hak_segment_atfork_child(void) { pthread_mutex_init(&cache_lock, NULL); }
+void _hak_segment_atfork_prepare(void) { pthread_mutex_lock(&cache_lock); }
+void _hak_segment_atfork_parent(void) { pthread_mutex_unlock(&cache_lock); }
+void _hak_segment_atfork_child(void) { pthread_mutex_init(&cache_lock, NULL); }
