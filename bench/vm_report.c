@@ -210,6 +210,15 @@ void vm_print_summary(const vm_config_t *cfg, const vm_run_t *runs, int nruns) {
                            "p99 flush-free latency", "time per op"};
     const char *less[5] = {"fewer", "less", "fewer", "lower", "less"};
     const char *more[5] = {"more", "more", "more", "higher", "more"};
+    /* A mode that fell back ran as another: its ratios would compare a
+     * backend with itself, or with the wrong one. */
+    const vm_run_t *rb = first_run(runs, nruns, base), *rm = first_run(runs, nruns, mode);
+    if (rb && rm && (rb->mode != rb->mode_requested || rm->mode != rm->mode_requested)) {
+      printf("%s vs %s: comparison void: they ran as %s and %s (%s)\n", vm_mode_name(mode),
+             vm_mode_name(base), vm_mode_name(rm->mode), vm_mode_name(rb->mode),
+             rm->fallback[0] ? rm->fallback : rb->fallback[0] ? rb->fallback : "fell back");
+      continue;
+    }
     /* One line per key metric, so that a script can grep the one it wants. */
     for (int i = 0; i < 5; i++) {
       if (r[i]->perf && !cfg->perf) continue;

@@ -90,10 +90,8 @@ static void check_fallback(const fb_arg_t *a, const fb_result_t *r) {
   ck_assert_uint_eq(s->ranges_dropped, b->ranges_dropped);
   ck_assert_msg(r->resident_after <= 2, "%zu pages still resident after the fallback flush",
                 r->resident_after);
-  if (!a->late) {
-    ck_assert_uint_eq(s->flush_syscalls - b->flush_syscalls, ranges);
-    ck_assert_uint_eq(s->flush_errors, 0);
-  }
+  ck_assert_uint_eq(s->flush_errors, 0);  /* madvise took every range */
+  if (!a->late) ck_assert_uint_eq(s->flush_syscalls - b->flush_syscalls, ranges);
 }
 
 /* _i: mode (vector, uring) x errno (ENOSYS, EPERM) */
@@ -109,9 +107,15 @@ START_TEST(probe_fails_falls_back) {
 END_TEST
 
 /* The backend worked when chosen, then its syscall starts failing: the flush
- * must still give every range back (through loop) and switch for good. */
+ * must still give every range back (through loop) and switch for good.
+ * ENOSYS and EPERM say at once that the backend cannot work here; ENOMEM and
+ * EINVAL could be about one range, so each refused range is retried with
+ * madvise, and when madvise takes what the backend refused, a few in a row,
+ * the backend is what failed. _i: mode (vector, uring) x errno. */
+static const int late_errs[] = {ENOSYS, EPERM, ENOMEM, EINVAL};
+
 START_TEST(submit_fails_falls_back) {
-  fb_arg_t a = {_i % 2 ? "uring" : "vector", _i / 2 ? EPERM : ENOSYS, 1};
+  fb_arg_t a = {_i % 2 ? "uring" : "vector", late_errs[_i / 2], 1};
   if (strcmp(a.mode, "vector") == 0 && tu_probe_vector_dontneed() != 0)
     SKIP_TEST("kernel has no vectored MADV_DONTNEED");
   fb_result_t r;
@@ -160,7 +164,7 @@ Suite *test_fallback_suite(void) {
   TCase *tc = tcase_create("fallback");
   tcase_set_timeout(tc, 60);
   tcase_add_loop_test(tc, probe_fails_falls_back, 0, 4);
-  tcase_add_loop_test(tc, submit_fails_falls_back, 0, 4);
+  tcase_add_loop_test(tc, submit_fails_falls_back, 0, 8);
   tcase_add_loop_test(tc, startup_probe_falls_back, 0, 3);
   suite_add_tcase(s, tc);
   return s;

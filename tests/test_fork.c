@@ -153,12 +153,37 @@ START_TEST(fork_while_threads_allocate) {
 }
 END_TEST
 
+/* The child's report counts the child's work, and says whose it is. */
+static void stats_child(void *arg, void *result, size_t size) {
+  (void)arg;
+  (void)size;
+  hak_stats_t *st = result;
+  void *p = hak_malloc(2 * MiB);
+  hak_free(p);
+  hak_stats(st);
+}
+
+START_TEST(child_counters_restart) {
+  tu_opts_t o = {0};
+  tu_quiet(&o);
+  for (int i = 0; i < 50; i++) hak_free(hak_malloc(2 * MiB));  /* parent's work */
+  hak_stats_t parent = tu_stats(), child;
+  ck_assert_uint_ge(parent.alloc_large, 50);
+  tu_in_child(stats_child, NULL, &child, sizeof child);
+  ck_assert_msg(child.alloc_large == 1, "child counted %llu large allocs (its own: 1)",
+                (unsigned long long)child.alloc_large);
+  ck_assert_int_eq(child.forked_from, (int)getpid());
+  tu_opts_restore(&o);
+}
+END_TEST
+
 Suite *test_fork_suite(void) {
   Suite *s = suite_create("fork");
   TCase *tc = tcase_create("fork");
   tcase_set_timeout(tc, 60);
   tcase_add_loop_test(tc, child_flushes_with_own_backend, 0, 2);
   tcase_add_loop_test(tc, fork_while_threads_allocate, 0, 3);
+  tcase_add_test(tc, child_counters_restart);
   suite_add_tcase(s, tc);
   return s;
 }
