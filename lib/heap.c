@@ -93,6 +93,7 @@ static bool retire(hak_heap_t *h, hak_page_t *pg, bool keep_last) {
   int c = pg->class_idx;
   if (keep_last && h->pages[c] == pg && !pg->next) return false;
   class_unlink(h, pg);
+  _hak_page_settle_stats(pg, h);
   HAK_STORE(pg->xheap, 0);
   _hak_page_release(pg);
   return true;
@@ -352,12 +353,15 @@ size_t _hak_heap_collect_abandoned(void) {
 
 /* ---- statistics -------------------------------------------------------------------*/
 
-/* Counted per refill, not per call: the fast paths count nothing. */
+/* Counted per refill and settled when a page retires, not per call: the
+ * fast paths count nothing. Exact for pages given back; for pages in use,
+ * allocs run ahead by the blocks on their free lists and frees lag by the
+ * frees not yet reused. */
 void _hak_heap_fill_stats(hak_stats_t *st) {
   pthread_mutex_lock(&heaps_lock);
   for (hak_heap_t *h = all_heaps; h; h = h->next_all) {
-    st->alloc_small += HAK_LOAD(h->refills);
-    st->free_small += HAK_LOAD(h->recycled);
+    st->alloc_small += HAK_LOAD(h->allocs);
+    st->free_small += HAK_LOAD(h->frees);
   }
   pthread_mutex_unlock(&heaps_lock);
 }
@@ -365,8 +369,8 @@ void _hak_heap_fill_stats(hak_stats_t *st) {
 void _hak_heap_reset_stats(void) {
   pthread_mutex_lock(&heaps_lock);
   for (hak_heap_t *h = all_heaps; h; h = h->next_all) {
-    HAK_STORE(h->refills, 0);
-    HAK_STORE(h->recycled, 0);
+    HAK_STORE(h->allocs, 0);
+    HAK_STORE(h->frees, 0);
   }
   pthread_mutex_unlock(&heaps_lock);
 }

@@ -194,6 +194,8 @@ typedef struct hak_page_s {
   uint32_t reserved;                   /* blocks that fit */
   _Atomic uintptr_t xthread_free;      /* remote frees, tagged with HAK_*DELAYED* */
   uint64_t release_token;              /* batch token of its queued release, or 0 */
+  uint64_t handed;                     /* blocks put on free by refills (stats) */
+  uint64_t recycled;                   /* of those, blocks that had been freed (stats) */
   struct hak_page_s *next, *prev;      /* in the heap's class or full list */
 } hak_page_t;
 
@@ -250,6 +252,7 @@ static inline uint8_t *_hak_page_area(hak_segment_t *s, size_t i, size_t *len) {
 HAK_INTERNAL void _hak_page_init(hak_page_t *pg, struct hak_heap_s *h, int class_idx);
 HAK_INTERNAL uint32_t _hak_page_refill(hak_page_t *pg);        /* blocks now on free */
 HAK_INTERNAL void _hak_page_collect_remote(hak_page_t *pg);
+HAK_INTERNAL void _hak_page_settle_stats(hak_page_t *pg, struct hak_heap_s *h);
 HAK_INTERNAL void _hak_page_use_delayed(hak_page_t *pg);
 HAK_INTERNAL bool _hak_page_delayed_settled(hak_page_t *pg);
 HAK_INTERNAL void _hak_page_atfork_child(hak_page_t *pg);
@@ -272,8 +275,7 @@ typedef struct hak_heap_s {
   hak_page_t *full;                    /* pages without free blocks */
   _Atomic(hak_block_t *) delayed_free; /* remote frees into full pages */
   hak_segment_t *segments[HAK_SEG_KINDS]; /* segments with free pages */
-  uint64_t refills;                    /* blocks made available to malloc (stats) */
-  uint64_t recycled;                   /* of those, blocks that had been freed (stats) */
+  uint64_t allocs, frees;              /* counted at refills and retirements (stats) */
   struct hak_heap_s *next_all;         /* every heap ever made */
   struct hak_heap_s *next_pool;        /* abandoned heaps awaiting a thread */
   _Atomic bool abandoned;

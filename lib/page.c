@@ -42,6 +42,7 @@ void _hak_page_init(hak_page_t *pg, hak_heap_t *h, int c) {
   pg->reserved = (uint32_t)(len / bs);
   pg->free = pg->local_free = NULL;
   pg->used = 0;
+  pg->handed = pg->recycled = 0;
   HAK_STORE(pg->capacity, 0);
   set_divisor(pg, bs);
   atomic_store_explicit(&pg->xthread_free, HAK_NO_DELAYED, memory_order_relaxed);
@@ -95,12 +96,25 @@ uint32_t _hak_page_refill(hak_page_t *pg) {
     return 0;
   }
   /* Every carved block not in use is on free now: count them here, so that
-   * the fast paths count nothing. */
+   * the fast paths count nothing (malloc will hand them out; the recycled
+   * ones were freed). */
   uint32_t n = pg->capacity - pg->used;
   hak_heap_t *h = (hak_heap_t *)(pg->xheap & ~HAK_PAGE_FULL);
-  HAK_STORE(h->refills, h->refills + n);
-  HAK_STORE(h->recycled, h->recycled + (n - fresh));
+  pg->handed += n;
+  pg->recycled += n - fresh;
+  HAK_STORE(h->allocs, h->allocs + n);
+  HAK_STORE(h->frees, h->frees + (n - fresh));
   return n;
+}
+
+/* The page is empty and leaves its heap: settle its counts exactly. Blocks
+ * still on free were never handed out; every other block was, and is free. */
+void _hak_page_settle_stats(hak_page_t *pg, hak_heap_t *h) {
+  uint64_t left = 0;
+  for (hak_block_t *b = pg->free; b && left <= pg->capacity; b = b->next) left++;
+  uint64_t popped = pg->handed - left;
+  HAK_STORE(h->allocs, h->allocs - left);
+  HAK_STORE(h->frees, h->frees + (popped - pg->recycled));
 }
 
 /* ---- the delayed-free mark ----------------------------------------------------*/

@@ -131,9 +131,10 @@ START_TEST(fork_while_threads_allocate) {
       hak_stats_t s0;
       hak_stats(&s0);
       for (int i = 0; i < 200; i++) {
-        void *p = hak_malloc(i % 10 == 0 ? 1 * MiB : (size_t)32 * (size_t)(i + 1));
+        size_t n = i % 10 == 0 ? 1 * MiB : (size_t)32 * (size_t)(i + 1);
+        void *p = hak_malloc(n);
         if (!p) _exit(2);
-        memset(p, 1, 64);
+        memset(p, 1, n < 64 ? n : 64);
         hak_free(p);
       }
       hak_flush();

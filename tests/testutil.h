@@ -87,6 +87,18 @@ static inline hak_stats_t tu_stats(void) {
   return st;
 }
 
+/* A limit reached by a free is flushed by the purge thread, soon after, not
+ * inside the free: poll the stats until cond holds. The bound (5 s) only
+ * catches a flush that never comes; it is not a timing assertion. */
+#define TU_WAIT_STATS(st, cond)                  \
+  do {                                           \
+    for (int w_ = 0; w_ < 500; w_++) {           \
+      (st) = tu_stats();                         \
+      if (cond) break;                           \
+      usleep(10 * 1000);                         \
+    }                                            \
+  } while (0)
+
 /* ---- options: set (asserting success) and restore what a test changed. */
 #define TU_MAX_SAVED 16
 typedef struct tu_opts_s {
