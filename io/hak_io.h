@@ -5,7 +5,9 @@
  * The contract every backend keeps: submit returns only when the kernel
  * holds none of the ranges (no request still queued or running anywhere),
  * whatever signals, errors or closed file descriptors it met on the way.
- * It never allocates and never takes an allocator lock. */
+ * It never allocates and never takes an allocator lock. Callers serialise
+ * every call of one backend (the batch holds its flush lock), so a backend
+ * keeps no lock of its own. */
 #ifndef HAK_IO_H
 #define HAK_IO_H
 
@@ -27,7 +29,7 @@ typedef struct hak_io_result_s {
 typedef struct hak_io_backend_s {
   const char *name;
   /* Can this backend work in this process? 0, or the errno of the failed
-   * probe. Called without locks; it may allocate. */
+   * probe. */
   int (*probe)(void);
   /* Advise iov[0..n), n <= HAK_IO_MAX_IOV; stop at the first range that
    * cannot be advised. Callers serialise submits. */

@@ -11,7 +11,6 @@
  * the number still names the ring we opened. */
 #include <errno.h>
 #include <liburing.h>
-#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -26,12 +25,11 @@
 #define AGAIN_MAX 1000
 
 static struct io_uring ring;
-static int ring_ready;                /* under ring_lock */
+static int ring_ready;
 static dev_t ring_dev;                /* identity of the ring's file */
 static ino_t ring_ino;
 static uint32_t flush_tag;
 static unsigned stale;                /* taken-back requests still in the ring */
-static pthread_mutex_t ring_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- the ring and its file descriptor ---------------------------------------*/
 
@@ -72,7 +70,6 @@ static int usable_ring(void) {
 
 /* No malloc here (liburing's own probe helper allocates). */
 static int uring_probe(void) {
-  pthread_mutex_lock(&ring_lock);
   int err = usable_ring();
   if (!err) {
     union {
@@ -84,7 +81,6 @@ static int uring_probe(void) {
     if (rc < 0) err = -rc;
     else if (!io_uring_opcode_supported(&u.p, IORING_OP_MADVISE)) err = EOPNOTSUPP;
   }
-  pthread_mutex_unlock(&ring_lock);
   return err;
 }
 
@@ -189,11 +185,9 @@ static void reap(unsigned taken, round_t *r, hak_io_result_t *res) {
 
 static void uring_submit(const struct iovec *iov, size_t n, int advice, hak_io_result_t *res) {
   *res = (hak_io_result_t){0};
-  pthread_mutex_lock(&ring_lock);
   int err = usable_ring();
   if (err) {
     res->err = err == EMFILE || err == ENFILE || err == ENOMEM ? EAGAIN : err;
-    pthread_mutex_unlock(&ring_lock);
     return;
   }
   round_t r = {(uint64_t)(++flush_tag) << 32, SIZE_MAX, 0};
@@ -209,13 +203,11 @@ static void uring_submit(const struct iovec *iov, size_t n, int advice, hak_io_r
   for (size_t k = 0; k < done; k++) res->bytes_done += iov[k].iov_len;
   res->ranges_done = done;
   res->err = r.fail_index == SIZE_MAX ? 0 : r.fail_err;
-  pthread_mutex_unlock(&ring_lock);
 }
 
 /* The ring's memory and file are the parent's: unmap our copy, and close the
  * inherited descriptor only if the program has not put something else there. */
 static void uring_atfork_child(void) {
-  pthread_mutex_init(&ring_lock, NULL);
   if (ring_ready) forget_ring();
 }
 

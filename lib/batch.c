@@ -80,8 +80,7 @@ static shard_t *shard_of(uintptr_t addr) {
   return &B.shard[(region * 0x9E3779B97F4A7C15ull) >> 60];
 }
 
-static void init_sync(void) {
-  for (int i = 0; i < SHARDS; i++) pthread_mutex_init(&B.shard[i].lock, NULL);
+static void init_conds(void) {
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -467,11 +466,15 @@ int _hak_batch_due(uint64_t *next_ms) {
 
 /* ---- backend choice ------------------------------------------------------------*/
 
-/* Probe without holding any lock (a probe may allocate: liburing's does),
- * then switch between flushes: ranges queued before are flushed first. */
+/* Between flushes: ranges queued before are flushed with the old backend,
+ * then the new one is probed (under flush_lock, which serialises every use
+ * of a backend's state) and switched to. */
 int _hak_batch_set_mode(int requested) {
-  int mode = requested, err = 0;
+  int mode = requested, err = 0, old;
   const char *what = NULL;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+  pthread_mutex_lock(&B.flush_lock);
+  flush_locked(HAK_FLUSH_WHY_EXPLICIT);
   if (requested == HAK_FLUSH_AUTO || requested == HAK_FLUSH_VECTOR) {
     err = hak_io_vector.probe();
     mode = err ? HAK_FLUSH_LOOP : HAK_FLUSH_VECTOR;
@@ -481,10 +484,6 @@ int _hak_batch_set_mode(int requested) {
     mode = err ? HAK_FLUSH_LOOP : HAK_FLUSH_URING;
     what = "io_uring probe";
   }
-  int old;
-  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
-  pthread_mutex_lock(&B.flush_lock);
-  flush_locked(HAK_FLUSH_WHY_EXPLICIT);
   pthread_mutex_lock(&B.mode_lock);
   B.mode_requested = requested;
   B.io = hak_io_backend(mode);
@@ -501,7 +500,8 @@ int _hak_batch_set_mode(int requested) {
 }
 
 void _hak_batch_init(void) {
-  init_sync();
+  for (int i = 0; i < SHARDS; i++) pthread_mutex_init(&B.shard[i].lock, NULL);
+  init_conds();
   _hak_batch_set_mode((int)hak_opt(FLUSH));
 }
 
@@ -539,14 +539,11 @@ void _hak_batch_atfork_parent(void) {
  * the parent (a ring) is dropped by the backends. No flush was in flight:
  * prepare held flush_lock. */
 void _hak_batch_atfork_child(void) {
-  pthread_mutex_init(&B.flush_lock, NULL);
-  pthread_mutex_init(&B.mode_lock, NULL);
-  pthread_mutex_init(&B.inflight_lock, NULL);
-  pthread_mutex_init(&B.wake_lock, NULL);
-  init_sync();
+  init_conds();
   atomic_store(&B.sleeping, 0);
   B.ninflight = 0;
   hak_io_vector.atfork_child();
   hak_io_uring.atfork_child();
   hak_io_loop.atfork_child();
+  _hak_batch_atfork_parent();  /* the same locks, held by this same thread */
 }

@@ -389,7 +389,6 @@ static void settle_pages(hak_heap_t *h) {
 /* Only the forking thread lives on in the child: every other heap is
  * abandoned, for the child's future threads to adopt. */
 void _hak_heap_atfork_child(void) {
-  pthread_mutex_init(&heaps_lock, NULL);
   pool = NULL;
   for (hak_heap_t *h = all_heaps; h; h = h->next_all) {
     settle_pages(h);
@@ -399,4 +398,5 @@ void _hak_heap_atfork_child(void) {
     pool = h;
   }
   atomic_store(&pool_dirty, 1);
+  pthread_mutex_unlock(&heaps_lock);  /* locked by this thread in prepare */
 }

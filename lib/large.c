@@ -270,4 +270,4 @@ void _hak_large_fill_stats(hak_stats_t *st) {
 
 void _hak_large_atfork_prepare(void) { pthread_mutex_lock(&lock); }
 void _hak_large_atfork_parent(void) { pthread_mutex_unlock(&lock); }
-void _hak_large_atfork_child(void) { pthread_mutex_init(&lock, NULL); }
+void _hak_large_atfork_child(void) { pthread_mutex_unlock(&lock); }  /* locked by this thread */

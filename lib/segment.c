@@ -162,4 +162,4 @@ void _hak_page_release(hak_page_t *pg) {
 
 void _hak_segment_atfork_prepare(void) { pthread_mutex_lock(&cache_lock); }
 void _hak_segment_atfork_parent(void) { pthread_mutex_unlock(&cache_lock); }
-void _hak_segment_atfork_child(void) { pthread_mutex_init(&cache_lock, NULL); }
+void _hak_segment_atfork_child(void) { pthread_mutex_unlock(&cache_lock); }  /* locked by this thread */
