@@ -110,16 +110,17 @@ static HAK_NOINLINE void page_emptied(hak_page_t *pg) {
 }
 
 /* The owner's free of a block start that is not free already: the block's
- * index proves the first, the key (which malloc clears) the second; anything
- * else is checked on the slow path. */
+ * index proves the first, the key (the owner heap's address, which malloc
+ * clears) the second; anything else is checked on the slow path. */
 void hak_free(void *p) {
   hak_page_t *pg = _hak_page_lookup(p);
   if (HAK_LIKELY(pg != NULL)) {
     hak_block_t *b = p;
-    if (HAK_LIKELY(HAK_LOAD(pg->xheap) == (uintptr_t)_hak_tls_heap &&
-                   _hak_block_index(pg, p) < pg->capacity && b->key != _hak_free_key)) {
+    uintptr_t h = (uintptr_t)_hak_tls_heap;
+    if (HAK_LIKELY(HAK_LOAD(pg->xheap) == h && _hak_block_index(pg, p) < pg->capacity &&
+                   b->key != h)) {
       b->next = pg->local_free;
-      b->key = _hak_free_key;
+      b->key = h;
       pg->local_free = b;
       if (HAK_UNLIKELY(--pg->used == 0)) page_emptied(pg);
       return;

@@ -30,7 +30,6 @@ void _hak_heap_init(void) {
     int k = c - 8, b = 7 + k / 4;
     _hak_class_size[c] = (1u << b) + (uint32_t)(k % 4 + 1) * (1u << (b - 2));
   }
-  _hak_free_key = _hak_random() | 1;
   pthread_key_create(&heap_key, heap_abandon);
 }
 
@@ -243,7 +242,7 @@ void *_hak_heap_malloc_aligned(size_t align, size_t size) {
 
 static void free_local(hak_heap_t *h, hak_page_t *pg, hak_block_t *b) {
   b->next = pg->local_free;
-  b->key = _hak_free_key;
+  b->key = (uintptr_t)h;
   pg->local_free = b;
   pg->used--;
   if (is_full(pg)) unfull(h, pg);
@@ -265,14 +264,15 @@ void _hak_heap_free(hak_page_t *pg, void *p) {
   hak_block_t *b = p;
   hak_heap_t *h = _hak_tls_heap;
   if (owner == h) {
-    if (b->key == _hak_free_key && _hak_page_holds_free(pg, h, b))
+    if (b->key == (uintptr_t)h && _hak_page_holds_free(pg, h, b))
       _hak_fatal_pointer("free(): double free detected", p);
     free_local(h, pg, b);
     return;
   }
   /* Another thread's block: the page's lists are not ours to walk, so the
-   * key alone decides (user data equal to a random 64-bit key is not luck). */
-  if (HAK_UNLIKELY(b->key == _hak_free_key)) _hak_fatal_pointer("free(): double free detected", p);
+   * key alone decides (user data holding the address of hakmem's heap
+   * structure is not luck). */
+  if (HAK_UNLIKELY(b->key == (uintptr_t)owner)) _hak_fatal_pointer("free(): double free detected", p);
   hak_stat_inc(free_remote);
   hak_heap_t *delayed = _hak_page_free_remote(pg, b);
   if (delayed) note_pooled(delayed);
@@ -283,8 +283,9 @@ void _hak_heap_page_emptied(hak_page_t *pg) {
 }
 
 size_t _hak_heap_usable(hak_page_t *pg, const void *p) {
-  if (!HAK_LOAD(pg->xheap) || _hak_block_index(pg, p) >= HAK_LOAD(pg->capacity)) return 0;
-  if (((const hak_block_t *)p)->key == _hak_free_key) return 0;
+  uintptr_t owner = HAK_LOAD(pg->xheap) & ~HAK_PAGE_FULL;
+  if (!owner || _hak_block_index(pg, p) >= HAK_LOAD(pg->capacity)) return 0;
+  if (((const hak_block_t *)p)->key == owner) return 0;
   return pg->block_size;
 }
 

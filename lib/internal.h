@@ -48,7 +48,7 @@
 #define HAK_SEGMENT_SHIFT   22
 #define HAK_SEGMENT_SIZE    (1UL << HAK_SEGMENT_SHIFT)
 #define HAK_SEGMENT_MASK    (HAK_SEGMENT_SIZE - 1)
-#define HAK_SEGMENT_INFO    (8 * 1024UL)         /* descriptors at segment start */
+#define HAK_SEGMENT_INFO    (16 * 1024UL)        /* descriptors at segment start */
 #define HAK_SMALL_PAGE_SHIFT  16                 /* 64 KiB */
 #define HAK_MEDIUM_PAGE_SHIFT 20                 /* 1 MiB */
 #define HAK_MAX_PAGES       (HAK_SEGMENT_SIZE >> HAK_SMALL_PAGE_SHIFT)
@@ -118,7 +118,6 @@ HAK_INTERNAL void _hak_os_unmap(void *p, size_t size);
 HAK_INTERNAL void _hak_os_hugepage_hint(void *p, size_t size);
 HAK_INTERNAL uint64_t _hak_now_ns(void);                     /* CLOCK_MONOTONIC */
 HAK_INTERNAL uint64_t _hak_coarse_ms(void);                  /* cheap, ms resolution */
-HAK_INTERNAL uint64_t _hak_random(void);                     /* from AT_RANDOM, no syscall */
 
 /* ---- errors (error.c) ---------------------------------------------------*/
 HAK_INTERNAL void _hak_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -163,7 +162,7 @@ HAK_INTERNAL void _hak_purge_atfork_child(void);
 /* ---- pages and segments (segment.c) -------------------------------------*/
 typedef struct hak_block_s {
   struct hak_block_s *next;
-  uintptr_t key;                       /* _hak_free_key while the block is free */
+  uintptr_t key;                       /* the owner heap's address while the block is free */
 } hak_block_t;
 struct hak_heap_s;
 
@@ -178,34 +177,40 @@ enum {
 #define HAK_TF_BLOCK(tf) ((hak_block_t *)((tf) & ~(uintptr_t)3))
 #define HAK_PAGE_FULL    ((uintptr_t)1)   /* low bit of xheap: on the full list */
 
+/* 128 bytes: the owner's fields in the first cache line, what other
+ * threads write (xthread_free) in the second; and a power of two, so that a
+ * pointer's descriptor is a mask and two shifts away. */
 typedef struct hak_page_s {
   hak_block_t *free;                   /* blocks malloc pops */
-  uint32_t used;                       /* handed out, not yet freed or collected */
-  uint32_t capacity;                   /* blocks carved so far */
   hak_block_t *local_free;             /* the owner's frees, moved to free when it runs dry */
   uintptr_t xheap;                     /* owner heap | HAK_PAGE_FULL; 0 when the page is free */
   uint8_t *start;                      /* first block */
   uint64_t div_inv;                    /* see _hak_block_index */
+  uint32_t used;                       /* handed out, not yet freed or collected */
+  uint32_t capacity;                   /* blocks carved so far */
   uint8_t div_shift;
   uint8_t class_idx;
   uint8_t index;                       /* in the segment */
   uint8_t kind;
   uint32_t block_size;
   uint32_t reserved;                   /* blocks that fit */
-  _Atomic uintptr_t xthread_free;      /* remote frees, tagged with HAK_*DELAYED* */
+  _Atomic uintptr_t xthread_free __attribute__((aligned(64)));  /* remote frees, tagged */
   uint64_t release_token;              /* batch token of its queued release, or 0 */
   uint64_t handed;                     /* blocks put on free by refills (stats) */
   uint64_t recycled;                   /* of those, blocks that had been freed (stats) */
   struct hak_page_s *next, *prev;      /* in the heap's class or full list */
 } hak_page_t;
 
+_Static_assert(sizeof(hak_page_t) == 128, "page descriptors are 128 bytes");
+
+/* The descriptors come first, so that page i's is at segment + i * 128. */
 typedef struct hak_segment_s {
+  hak_page_t pages[HAK_MAX_PAGES];
   struct hak_heap_s *heap;             /* owner */
   uint32_t kind, page_shift, page_count, used_pages;
   uint64_t free_mask;                  /* bit i: page i is free */
   uint64_t release_token;              /* newest token of its pages' releases */
   struct hak_segment_s *next, *prev;   /* heap's list of segments with free pages */
-  hak_page_t pages[HAK_MAX_PAGES];
 } hak_segment_t;
 
 _Static_assert(sizeof(hak_segment_t) <= HAK_SEGMENT_INFO, "segment info too big");
@@ -222,8 +227,7 @@ static inline hak_page_t *_hak_page_lookup(const void *p) {
   if (HAK_UNLIKELY(idx >= HAK_SEGMAP_SIZE)) return NULL;
   unsigned shift = atomic_load_explicit(&_hak_segmap[idx], memory_order_relaxed);
   if (HAK_UNLIKELY(shift == 0)) return NULL;
-  hak_segment_t *s = (hak_segment_t *)(u & ~HAK_SEGMENT_MASK);
-  return &s->pages[(u & HAK_SEGMENT_MASK) >> shift];
+  return (hak_page_t *)((u & ~HAK_SEGMENT_MASK) + (((u & HAK_SEGMENT_MASK) >> shift) << 7));
 }
 
 static inline hak_segment_t *_hak_segment_of(const void *p) {
@@ -284,7 +288,6 @@ typedef struct hak_heap_s {
 HAK_INTERNAL extern __thread hak_heap_t *_hak_tls_heap;
 HAK_INTERNAL extern hak_heap_t _hak_heap_empty;  /* a thread's heap before its first malloc */
 HAK_INTERNAL extern uint32_t _hak_class_size[HAK_CLASS_COUNT];
-HAK_INTERNAL extern uintptr_t _hak_free_key;
 
 /* Size classes: 16-byte steps up to 128, then four per power of two. */
 static inline int _hak_size_class(size_t size) {

@@ -2,8 +2,6 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
-#include <string.h>
-#include <sys/auxv.h>
 #include <time.h>
 
 #include "internal.h"
@@ -71,16 +69,4 @@ uint64_t _hak_coarse_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000ull;
-}
-
-/* Sixteen random bytes the kernel gave us at exec: no syscall, no blocking. */
-uint64_t _hak_random(void) {
-  const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM);
-  uint64_t w[2] = {0x9E3779B97F4A7C15ull, 0};
-  if (r) memcpy(w, r, sizeof w);  /* not necessarily 8-aligned */
-  uint64_t x = w[0] ^ (w[1] << 1);
-  x ^= (uint64_t)(uintptr_t)&x;  /* and the stack's address: differs per run with ASLR */
-  x ^= x >> 31;
-  x *= 0xBF58476D1CE4E5B9ull;
-  return x ^ (x >> 29);
 }

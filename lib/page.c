@@ -18,8 +18,6 @@
 
 #include "internal.h"
 
-uintptr_t _hak_free_key = 0x5bd1e995c0ffee01ull;  /* randomised at init */
-
 /* ---- set-up -----------------------------------------------------------------*/
 
 /* Multiplicative inverse of the odd part of the block size (Newton: each
@@ -154,7 +152,7 @@ void _hak_page_atfork_child(hak_page_t *pg) {
  * went on the page's own list. Either way the page is not touched after the
  * block is visible to its owner. */
 hak_heap_t *_hak_page_free_remote(hak_page_t *pg, hak_block_t *b) {
-  b->key = _hak_free_key;
+  b->key = HAK_LOAD(pg->xheap) & ~HAK_PAGE_FULL;
   uintptr_t tf = atomic_load_explicit(&pg->xthread_free, memory_order_relaxed), nf;
   bool delayed;
   do {
