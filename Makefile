@@ -4,6 +4,7 @@
 #   make check          build everything, then run every Check suite (tests/run.sh)
 #   make check-san      the same suites under ASan+UBSan (built apart in build-san/)
 #   make check-tsan     the same suites under ThreadSanitizer (built apart in build-tsan/)
+#   make check-links    check that every relative link of the Markdown files resolves
 #   make vm             build, then run ./bench/vm --perf as root (through sudo when not root)
 #   make bench-compare  full allocator comparison (3.5-6 min) into bench/out/
 #   make bench-compare-quick  the same, 3 rounds at 1/4 size (about 40 s)
@@ -66,7 +67,7 @@ HAK_LD   = $(CC) $(HAK_CFLAGS) $(HAK_SAN_CFLAGS) $(CFLAGS) $(HAK_LDFLAGS) $(LDFL
 PKG_CONFIG_PATH := $(CURDIR)/$(DEPS)/libperf/lib/pkgconfig:$(PKG_CONFIG_PATH)
 export PKG_CONFIG_PATH
 
-.PHONY: all help setup lib check check-san check-tsan vm install uninstall clean distclean
+.PHONY: all help setup lib check check-san check-tsan check-links vm install uninstall clean distclean
 all: lib
 
 help:
@@ -119,6 +120,9 @@ include perf/perf.mk
 include bench/vm.mk
 include bench/compare.mk
 include tests/tests.mk
+
+check-links:
+	@scripts/check-links.sh
 
 # ---- the headline benchmark; tracepoints need root
 vm: all
