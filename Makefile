@@ -11,7 +11,7 @@
 #   make setup          install the Debian packages, build libperf into .deps/ (scripts/setup.sh)
 #   make install        install the libraries, hakmem.h, hakmem.pc (PREFIX=/usr/local DESTDIR=)
 #   make uninstall      remove what install installed
-#   make clean          remove build outputs (build*/, lib/libhakmem.*, bench/vm, tests/bin, ...)
+#   make clean          remove build/, build-san/, build-tsan/, lib/libhakmem.*, bench/vm, bench/scenarios, bench/out/, tests/bin/
 #   make distclean      clean, and remove .deps/ (packages stay installed)
 #   make help           print these lines
 #
@@ -19,9 +19,10 @@
 # the script changes): it installs what is missing (apt-get as root, or through sudo)
 # and builds libperf into .deps/libperf.
 #
-# Flags: the project's own are HAK_CPPFLAGS, HAK_CFLAGS and HAK_LDFLAGS; a CPPFLAGS,
-# CFLAGS or LDFLAGS given on the command line or in the environment is added after
-# them (CFLAGS defaults to -O2 -g). SAN=address (or SAN=1) and SAN=thread select a
+# Flags: the project's own are HAK_CPPFLAGS, HAK_CFLAGS and HAK_LDFLAGS (and
+# HAK_SAN_CPPFLAGS, HAK_SAN_CFLAGS in a sanitizer build); a CPPFLAGS, CFLAGS or
+# LDFLAGS given on the command line or in the environment is added after them
+# (CFLAGS defaults to -O2 -g). SAN=address (or SAN=1) and SAN=thread select a
 # sanitizer build, written to build-san/ and build-tsan/: the library then leaves out
 # the malloc family (-DHAK_SANITIZE=1) and the tests use the hak_ API.
 # Each part has its own fragment: perf/perf.mk, bench/vm.mk, bench/compare.mk, tests/tests.mk.
