@@ -1,25 +1,28 @@
-# The scenario suite: bench/scenarios (one binary, plain malloc API, NOT linked
-# with hakmem so every allocator runs it through LD_PRELOAD) and the runner
-# bench/compare. `make bench-compare` runs the full suite (< 10 min) and
-# writes bench/out/compare.csv and bench/out/compare.png.
+# The scenario suite: bench/scenarios from bench/scen*.c (one binary, plain malloc
+# API, NOT linked with hakmem so every allocator runs it through LD_PRELOAD) and
+# the runner bench/compare. `make bench-compare` runs the full suite (3.5-6 min)
+# and writes bench/out/compare.{txt,csv,raw,png}; bench/README.md is its manual.
 
-SCEN_SRCS := bench/scenarios.c bench/scen_common.c bench/scen_json.c bench/scen_mir.c \
-             bench/scen_vm.c bench/scen_mixed.c
+SCEN_SRCS := $(wildcard bench/scen*.c)
 SCEN_OBJS := $(SCEN_SRCS:%.c=$(BUILD)/%.o)
+HAK_OBJS  += $(SCEN_OBJS)
 
+ifeq ($(SAN),)
 all: bench/scenarios
+endif
 
-# Plain CFLAGS: nothing from lib/ (only the C library's malloc API), and never
-# a sanitizer: ASan would replace the very malloc LD_PRELOAD is meant to choose.
-SCEN_CFLAGS := $(filter-out -fsanitize=% -DHAK_SANITIZE=1,$(CFLAGS))
-SCEN_LDFLAGS := $(filter-out -fsanitize=%,$(LDFLAGS))
+# The project's flags without anything from lib/ (only the C library's malloc API),
+# and never a sanitizer: ASan would replace the very malloc LD_PRELOAD is meant to choose.
+SCEN_CC = $(CC) $(HAK_CPPFLAGS) $(CPPFLAGS) $(HAK_CFLAGS) $(filter-out -fsanitize=%,$(CFLAGS)) $(DEPFLAGS)
+SCEN_LD = $(CC) $(HAK_CFLAGS) $(filter-out -fsanitize=%,$(CFLAGS)) $(HAK_LDFLAGS) \
+          $(filter-out -fsanitize=%,$(LDFLAGS))
 
-$(BUILD)/bench/scen%.o: bench/scen%.c bench/scen_common.h
+$(SCEN_OBJS): $(BUILD)/%.o: %.c | $(SETUP_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(SCEN_CFLAGS) -c $< -o $@
+	$(SCEN_CC) -c $< -o $@
 
 bench/scenarios: $(SCEN_OBJS)
-	$(CC) $(SCEN_LDFLAGS) -pthread -o $@ $^
+	$(SCEN_LD) -o $@ $^
 
 # The Check test runs `bench/compare --smoke`: it needs the binary built.
 TEST_EXTRA_DEPS += bench/scenarios

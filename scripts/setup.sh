@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what hakmem needs on Debian 12 and builds libperf into .deps/.
 # Idempotent: when everything is present it only checks, in well under a second.
-#   scripts/setup.sh           install what is missing (needs root for apt-get)
+#   scripts/setup.sh           install what is missing (apt-get as root, or through sudo)
 #   scripts/setup.sh --check   only say what is missing; exit 1 if anything is
 set -euo pipefail
 
@@ -40,17 +40,24 @@ kernel_source_package() {
 	echo "${known:-linux-source-6.12}"
 }
 
+# apt-get as root: directly when root, else through sudo (only apt-get: the rest of
+# the set-up, libperf in .deps/, stays the user's).
 apt_install() {
+	local asroot=()
 	if [ "$(id -u)" -ne 0 ]; then
-		say "missing packages: $*"
-		say "run 'sudo scripts/setup.sh' (or 'sudo make setup') once to install them"
-		exit 1
+		if ! command -v sudo >/dev/null 2>&1; then
+			say "missing packages: $*"
+			say "run 'scripts/setup.sh' (or 'make setup') once as root to install them"
+			exit 1
+		fi
+		say "not root: running apt-get with sudo"
+		asroot=(sudo --)
 	fi
-	export DEBIAN_FRONTEND=noninteractive
+	local apt=("${asroot[@]}" env DEBIAN_FRONTEND=noninteractive apt-get)
 	# An empty or stale package list makes new names unknown: update first.
-	if ! apt-get install -y -q --no-install-recommends "$@" >"$deps/apt.log" 2>&1; then
-		apt-get update -q >>"$deps/apt.log" 2>&1
-		apt-get install -y -q --no-install-recommends "$@" >>"$deps/apt.log" 2>&1 ||
+	if ! "${apt[@]}" install -y -q --no-install-recommends "$@" >"$deps/apt.log" 2>&1; then
+		"${apt[@]}" update -q >>"$deps/apt.log" 2>&1
+		"${apt[@]}" install -y -q --no-install-recommends "$@" >>"$deps/apt.log" 2>&1 ||
 			{ say "apt-get install failed, see $deps/apt.log"; tail -n 20 "$deps/apt.log" >&2; exit 1; }
 	fi
 }
