@@ -91,6 +91,7 @@ void scen_json_run(scen_ctx_t *c, uint64_t units);
 void scen_mir_run(scen_ctx_t *c, uint64_t units);
 void scen_vm_run(scen_ctx_t *c, uint64_t units);
 void scen_mixed_run(scen_ctx_t *c, uint64_t units);
+void scen_churn_run(scen_ctx_t *c, uint64_t units);
 
 /* The RSS sampler (a helper process, see scen_sampler.c). */
 typedef struct rss_sampler rss_sampler_t;

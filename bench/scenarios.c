@@ -31,6 +31,7 @@ static const scenario_t scenarios[] = {
   {"mir", scen_mir_run, 12000, NULL, NULL, NULL},
   {"vm", scen_vm_run, 1500, NULL, NULL, NULL},
   {"mixed", scen_mixed_run, 12000, NULL, NULL, NULL},
+  {"churn", scen_churn_run, 10000000, NULL, NULL, NULL},
 };
 #define N_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
