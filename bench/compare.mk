@@ -4,7 +4,8 @@
 # writes bench/out/compare.csv and bench/out/compare.png.
 
 SCEN_SRCS := bench/scenarios.c bench/scen_common.c bench/scen_json.c bench/scen_mir.c \
-             bench/scen_vm.c bench/scen_mixed.c bench/scen_churn.c bench/scen_sampler.c
+             bench/scen_vm.c bench/scen_mixed.c bench/scen_churn.c bench/scen_prodcons.c \
+             bench/scen_sampler.c
 SCEN_OBJS := $(SCEN_SRCS:%.c=$(BUILD)/%.o)
 
 all: bench/scenarios

@@ -32,6 +32,7 @@ static const scenario_t scenarios[] = {
   {"vm", scen_vm_run, 1500, NULL, NULL, NULL},
   {"mixed", scen_mixed_run, 12000, NULL, NULL, NULL},
   {"churn", scen_churn_run, 10000000, NULL, NULL, NULL},
+  {"prodcons", scen_prodcons_run, 2500000, scen_prodcons_setup, scen_prodcons_teardown, NULL},
 };
 #define N_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
