@@ -93,11 +93,14 @@ void scen_vm_run(scen_ctx_t *c, uint64_t units);
 void scen_mixed_run(scen_ctx_t *c, uint64_t units);
 void scen_churn_run(scen_ctx_t *c, uint64_t units);
 void scen_prodcons_run(scen_ctx_t *c, uint64_t units);
+void scen_falseshare_run(scen_ctx_t *c, uint64_t units);
 
 /* State shared by the threads of one scenario (setup before the workload,
  * outside the measurement; teardown after it). */
 void *scen_prodcons_setup(int nthreads, uint64_t units);
 void scen_prodcons_teardown(void *state);
+void *scen_falseshare_setup(int nthreads, uint64_t units);
+void scen_falseshare_teardown(void *state);
 
 /* The RSS sampler (a helper process, see scen_sampler.c). */
 typedef struct rss_sampler rss_sampler_t;

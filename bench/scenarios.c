@@ -33,6 +33,8 @@ static const scenario_t scenarios[] = {
   {"mixed", scen_mixed_run, 12000, NULL, NULL, NULL},
   {"churn", scen_churn_run, 10000000, NULL, NULL, NULL},
   {"prodcons", scen_prodcons_run, 2500000, scen_prodcons_setup, scen_prodcons_teardown, NULL},
+  {"falseshare", scen_falseshare_run, 20000, scen_falseshare_setup, scen_falseshare_teardown,
+   "false_shared_pct"},
 };
 #define N_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
