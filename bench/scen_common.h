@@ -94,6 +94,7 @@ void scen_mixed_run(scen_ctx_t *c, uint64_t units);
 void scen_churn_run(scen_ctx_t *c, uint64_t units);
 void scen_prodcons_run(scen_ctx_t *c, uint64_t units);
 void scen_falseshare_run(scen_ctx_t *c, uint64_t units);
+void scen_largechurn_run(scen_ctx_t *c, uint64_t units);
 
 /* State shared by the threads of one scenario (setup before the workload,
  * outside the measurement; teardown after it). */
@@ -101,6 +102,8 @@ void *scen_prodcons_setup(int nthreads, uint64_t units);
 void scen_prodcons_teardown(void *state);
 void *scen_falseshare_setup(int nthreads, uint64_t units);
 void scen_falseshare_teardown(void *state);
+void *scen_largechurn_setup(int nthreads, uint64_t units);
+void scen_largechurn_teardown(void *state);
 
 /* The RSS sampler (a helper process, see scen_sampler.c). */
 typedef struct rss_sampler rss_sampler_t;

@@ -35,6 +35,8 @@ static const scenario_t scenarios[] = {
   {"prodcons", scen_prodcons_run, 2500000, scen_prodcons_setup, scen_prodcons_teardown, NULL},
   {"falseshare", scen_falseshare_run, 20000, scen_falseshare_setup, scen_falseshare_teardown,
    "false_shared_pct"},
+  {"largechurn", scen_largechurn_run, 200, scen_largechurn_setup, scen_largechurn_teardown,
+   NULL},
 };
 #define N_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
