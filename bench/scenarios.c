@@ -37,6 +37,7 @@ static const scenario_t scenarios[] = {
    "false_shared_pct"},
   {"largechurn", scen_largechurn_run, 200, scen_largechurn_setup, scen_largechurn_teardown,
    NULL},
+  {"kvserver", scen_kvserver_run, 40, NULL, NULL, NULL},
 };
 #define N_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
