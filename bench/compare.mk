@@ -6,7 +6,7 @@
 SCEN_SRCS := bench/scenarios.c bench/scen_common.c bench/scen_json.c bench/scen_mir.c \
              bench/scen_vm.c bench/scen_mixed.c bench/scen_churn.c bench/scen_prodcons.c \
              bench/scen_falseshare.c bench/scen_largechurn.c bench/scen_kvserver.c \
-             bench/scen_sampler.c
+             bench/scen_phases.c bench/scen_sampler.c
 SCEN_OBJS := $(SCEN_SRCS:%.c=$(BUILD)/%.o)
 
 all: bench/scenarios

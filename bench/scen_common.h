@@ -96,6 +96,7 @@ void scen_prodcons_run(scen_ctx_t *c, uint64_t units);
 void scen_falseshare_run(scen_ctx_t *c, uint64_t units);
 void scen_largechurn_run(scen_ctx_t *c, uint64_t units);
 void scen_kvserver_run(scen_ctx_t *c, uint64_t units);
+void scen_phases_run(scen_ctx_t *c, uint64_t units);
 
 /* State shared by the threads of one scenario (setup before the workload,
  * outside the measurement; teardown after it). */

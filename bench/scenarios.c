@@ -38,6 +38,7 @@ static const scenario_t scenarios[] = {
   {"largechurn", scen_largechurn_run, 200, scen_largechurn_setup, scen_largechurn_teardown,
    NULL},
   {"kvserver", scen_kvserver_run, 40, NULL, NULL, NULL},
+  {"phases", scen_phases_run, 8, NULL, NULL, NULL},
 };
 #define N_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
