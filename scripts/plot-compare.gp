@@ -11,6 +11,8 @@ if (!exists("outfile")) outfile = 'bench/out/compare.png'
 if (!exists("ncols")) ncols = 6
 
 set terminal pngcairo size 1400,900 font "sans,10"
+# names such as hakmem:HAKMEM_PURGE_DELAY_MS=10 are literal, not subscripts
+set termoption noenhanced
 set output outfile
 set datafile missing "?"
 set style data histograms
