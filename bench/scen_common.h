@@ -7,6 +7,7 @@
 #ifndef SCEN_COMMON_H
 #define SCEN_COMMON_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,9 +19,13 @@ typedef struct scen_ctx {
   uint64_t rng;        /* xorshift64* state, seeded from the thread index */
   uint64_t ops;        /* mallocs done (each is freed later) */
   uint64_t checksum;   /* sum of bytes read back: defeats dead-store elision */
+  uint64_t idle_ns;    /* time spent in scen_idle (deliberate sleep) */
+  uint64_t stat[2];    /* a share the scenario measures: part, whole */
   int tid;             /* 0 .. nthreads-1 */
   int nthreads;
   struct scen_shared *shared; /* cross-thread hand-off (MIXED only) */
+  void *state;         /* what the scenario's setup hook returned, shared */
+  pthread_barrier_t *sync; /* all workers; NULL with one thread */
 } scen_ctx_t;
 
 /* Fixed seed: the same run under every allocator does the same work. */
@@ -62,6 +67,22 @@ void *scen_alloc(scen_ctx_t *c, size_t size);
 void scen_fill(void *p, size_t n, uint64_t seed);
 uint64_t scen_sum(const void *p, size_t n);
 
+/* Waits for every worker thread (nothing with one thread). */
+static inline void scen_sync(scen_ctx_t *c) {
+  if (c->sync) pthread_barrier_wait(c->sync);
+}
+
+/* An idle gap of the whole process: every thread stops at a barrier, thread 0
+ * sleeps ms, then all go on. Only thread 0 accounts the sleep (idle_ns), so
+ * the driver's idle figure is the process's idle time. */
+void scen_idle(scen_ctx_t *c, unsigned ms);
+
+/* Writes one 64-byte line in every 4 KiB page of p[0..n) and reads them
+ * back: each page is really used, at a fraction of a memset's cost. */
+void scen_touch_pages(scen_ctx_t *c, void *p, size_t n);
+/* The read half alone: the sum of the first line of every page. */
+uint64_t scen_sum_pages(const void *p, size_t n);
+
 /* ---- scenarios: each runs one thread's share of the workload ---------- */
 typedef struct scen_shared scen_shared_t;
 
@@ -70,6 +91,32 @@ void scen_json_run(scen_ctx_t *c, uint64_t units);
 void scen_mir_run(scen_ctx_t *c, uint64_t units);
 void scen_vm_run(scen_ctx_t *c, uint64_t units);
 void scen_mixed_run(scen_ctx_t *c, uint64_t units);
+void scen_churn_run(scen_ctx_t *c, uint64_t units);
+void scen_prodcons_run(scen_ctx_t *c, uint64_t units);
+void scen_falseshare_run(scen_ctx_t *c, uint64_t units);
+void scen_largechurn_run(scen_ctx_t *c, uint64_t units);
+void scen_kvserver_run(scen_ctx_t *c, uint64_t units);
+void scen_phases_run(scen_ctx_t *c, uint64_t units);
+
+/* State shared by the threads of one scenario (setup before the workload,
+ * outside the measurement; teardown after it). */
+void *scen_prodcons_setup(int nthreads, uint64_t units);
+void scen_prodcons_teardown(void *state);
+void *scen_falseshare_setup(int nthreads, uint64_t units);
+void scen_falseshare_teardown(void *state);
+void *scen_largechurn_setup(int nthreads, uint64_t units);
+void scen_largechurn_teardown(void *state);
+
+/* The RSS sampler (a helper process, see scen_sampler.c). */
+typedef struct rss_sampler rss_sampler_t;
+typedef struct rss_report {
+  double integral_mib_s; /* RSS integrated over the sampled interval */
+  long samples;
+} rss_report_t;
+rss_sampler_t *rss_sampler_spawn(void);         /* NULL: not available */
+void rss_sampler_start(rss_sampler_t *s);
+int rss_sampler_stop(rss_sampler_t *s, rss_report_t *out); /* 0 on success */
+int rss_sampler_main(int argc, char **argv);     /* the helper's own main */
 
 /* Building blocks MIXED composes (each thread owns its state). */
 typedef struct json_doc json_doc_t;

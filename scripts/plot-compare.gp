@@ -1,16 +1,20 @@
 # Draws the allocator comparison written by bench/compare --png FILE.
 #   gnuplot -e "datafile='X.dat'; outfile='X.png'; ncols=6" scripts/plot-compare.gp
-# datafile has two blocks (gnuplot indexes 0 and 1), each a header line
+# datafile has three blocks (gnuplot indexes 0-2), each a header line
 # "group ALLOC1 ALLOC2 ..." then one line per scenario/threads:
 #   0: ns/op median divided by the best median of that scenario/threads
+#      (groups labelled "(cpu)": cpu ns/op, their wall time is mostly idle)
 #   1: RSS after the free phase, MiB
+#   2: RSS integral (MiB x s over the workload) divided by the lowest
 # '?' marks a missing value (allocator skipped or failed).
 
 if (!exists("datafile")) datafile = 'bench/out/compare.dat'
 if (!exists("outfile")) outfile = 'bench/out/compare.png'
 if (!exists("ncols")) ncols = 6
 
-set terminal pngcairo size 1400,900 font "sans,10"
+set terminal pngcairo size 1400,1300 font "sans,10"
+# names such as hakmem:HAKMEM_PURGE_DELAY_MS=10 are literal, not subscripts
+set termoption noenhanced
 set output outfile
 set datafile missing "?"
 set style data histograms
@@ -20,7 +24,7 @@ set boxwidth 0.9
 set grid ytics
 set key outside right top vertical
 set xtics nomirror
-set multiplot layout 2,1 title "hakmem vs. glibc, mimalloc, jemalloc, tcmalloc (scenario/threads)"
+set multiplot layout 3,1 title "hakmem vs. glibc, mimalloc, jemalloc, tcmalloc (scenario/threads)"
 
 # Ratios span 1x to ~250x (glibc on vm). Bars are cut at ymax so that the
 # differences that matter (1.0x-1.5x) stay visible; a cut bar carries its value.
@@ -43,5 +47,13 @@ set ytics auto
 set yrange [0:*]
 set ylabel "MiB"
 plot for [i=2:ncols+1] datafile index 1 using i:xtic(1) title columnheader(i)
+
+set title "RSS integrated over the workload (memory x time), ratio to the lowest (lower is better)"
+set yrange [0:ymax * 1.08]
+set ytics 0.5
+set ylabel "MiB*s ÷ lowest"
+plot for [i=2:ncols+1] datafile index 2 using (clip(column(i))):xtic(1) title columnheader(i), \
+     for [i=2:ncols+1] datafile index 2 every ::1 using (barx($0, i)):(ymax):(column(i) > ymax ? sprintf(column(i) < 10 ? "%.1fx" : "%.0fx", column(i)) : "") \
+         with labels offset 0,0.6 font ",8" notitle
 
 unset multiplot
