@@ -90,6 +90,9 @@ static long flushes_for(const char *mode, int fd, uint64_t *syscalls) {
 
 START_TEST(vector_batches_tlb_flushes) {
   if (geteuid() != 0) SKIP_TEST("needs root (tracefs and tracepoint counting)");
+#ifdef __SANITIZE_THREAD__
+  SKIP_TEST("ThreadSanitizer's runtime unmaps its own memory, flushing the TLB in the window");
+#endif
   int err = tu_probe_vector_dontneed();
   if (err) SKIP_TEST("kernel lacks vectored MADV_DONTNEED (process_madvise: %s)", strerror(err));
   if (!kernel_at_least(6, 16)) SKIP_TEST("kernel < 6.16: process_madvise flushes per range");
