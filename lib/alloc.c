@@ -92,9 +92,8 @@ int hak_posix_memalign(void **out, size_t align, size_t size) {
 
 /* ---- free ------------------------------------------------------------------*/
 
-/* NULL, a large block, or a pointer that is not ours. */
+/* A large block, or a pointer that is not ours. */
 static HAK_NOINLINE void free_other(void *p) {
-  if (!p) return;
   if (!_hak_large_free(p)) _hak_fatal_pointer("free(): invalid pointer", p);
   _hak_purge_poll();
 }
@@ -113,22 +112,26 @@ static HAK_NOINLINE void page_emptied(hak_page_t *pg) {
  * index proves the first, the key (the owner heap's address, which malloc
  * clears) the second; anything else is checked on the slow path. */
 void hak_free(void *p) {
-  hak_page_t *pg = _hak_page_lookup(p);
-  if (HAK_LIKELY(pg != NULL)) {
-    hak_block_t *b = p;
-    uintptr_t h = (uintptr_t)_hak_tls_heap;
-    if (HAK_LIKELY(HAK_LOAD(pg->xheap) == h && _hak_block_index(pg, p) < pg->capacity &&
-                   b->key != h)) {
-      b->next = pg->local_free;
-      b->key = h;
-      pg->local_free = b;
-      if (HAK_UNLIKELY(--pg->used == 0)) page_emptied(pg);
-      return;
-    }
-    free_slow(pg, p);
+  if (HAK_UNLIKELY(p == NULL)) return;
+  uintptr_t u = (uintptr_t)p, idx = u >> HAK_SEGMENT_SHIFT;
+  unsigned shift;
+  if (HAK_UNLIKELY(idx >= HAK_SEGMAP_SIZE ||
+                   (shift = atomic_load_explicit(&_hak_segmap[idx], memory_order_relaxed)) == 0)) {
+    free_other(p);
     return;
   }
-  free_other(p);
+  hak_page_t *pg = _hak_page_at(u, shift);
+  hak_block_t *b = p;
+  uintptr_t h = (uintptr_t)_hak_tls_heap;
+  if (HAK_LIKELY(HAK_LOAD(pg->xheap) == h && _hak_block_valid(pg, p, pg->capacity) &&
+                 b->key != h)) {
+    b->next = pg->local_free;
+    b->key = h;
+    pg->local_free = b;
+    if (HAK_UNLIKELY(--pg->used == 0)) page_emptied(pg);
+    return;
+  }
+  free_slow(pg, p);
 }
 
 /* ---- size and realloc ------------------------------------------------------*/

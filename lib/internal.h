@@ -185,15 +185,14 @@ typedef struct hak_page_s {
   hak_block_t *local_free;             /* the owner's frees, moved to free when it runs dry */
   uintptr_t xheap;                     /* owner heap | HAK_PAGE_FULL; 0 when the page is free */
   uint8_t *start;                      /* first block */
-  uint64_t div_inv;                    /* see _hak_block_index */
+  uint64_t div_c;                      /* ceil(2^64 / block_size): see _hak_block_valid */
+  uint64_t capacity;                   /* blocks carved so far */
   uint32_t used;                       /* handed out, not yet freed or collected */
-  uint32_t capacity;                   /* blocks carved so far */
-  uint8_t div_shift;
+  uint32_t block_size;
+  uint32_t reserved;                   /* blocks that fit */
   uint8_t class_idx;
   uint8_t index;                       /* in the segment */
   uint8_t kind;
-  uint32_t block_size;
-  uint32_t reserved;                   /* blocks that fit */
   _Atomic uintptr_t xthread_free __attribute__((aligned(64)));  /* remote frees, tagged */
   uint64_t release_token;              /* batch token of its queued release, or 0 */
   uint64_t handed;                     /* blocks put on free by refills (stats) */
@@ -220,6 +219,11 @@ _Static_assert(sizeof(hak_segment_t) <= HAK_SEGMENT_INFO, "segment info too big"
 #define HAK_SEGMAP_SIZE (1UL << (HAK_ADDR_BITS - HAK_SEGMENT_SHIFT))
 HAK_INTERNAL extern _Atomic uint8_t _hak_segmap[HAK_SEGMAP_SIZE];
 
+/* The descriptor of the page at u in a segment of pages of 1 << shift bytes. */
+static inline hak_page_t *_hak_page_at(uintptr_t u, unsigned shift) {
+  return (hak_page_t *)((u & ~HAK_SEGMENT_MASK) + (((u & HAK_SEGMENT_MASK) >> shift) << 7));
+}
+
 /* Descriptor of the page holding p, or NULL when p is not in a segment:
  * one table load, no load from the segment itself. */
 static inline hak_page_t *_hak_page_lookup(const void *p) {
@@ -227,21 +231,23 @@ static inline hak_page_t *_hak_page_lookup(const void *p) {
   if (HAK_UNLIKELY(idx >= HAK_SEGMAP_SIZE)) return NULL;
   unsigned shift = atomic_load_explicit(&_hak_segmap[idx], memory_order_relaxed);
   if (HAK_UNLIKELY(shift == 0)) return NULL;
-  return (hak_page_t *)((u & ~HAK_SEGMENT_MASK) + (((u & HAK_SEGMENT_MASK) >> shift) << 7));
+  return _hak_page_at(u, shift);
 }
 
 static inline hak_segment_t *_hak_segment_of(const void *p) {
   return (hak_segment_t *)((uintptr_t)p & ~HAK_SEGMENT_MASK);
 }
 
-/* Index of the block that starts at p, or a huge number when p is not a
- * block start: blocks of size d*2^k with d odd start at offsets n*d*2^k, and
- * (off * d^-1 mod 2^64) rotated right by k is n exactly for those offsets and
- * above 2^64/(d*2^k) for every other (the Granlund-Montgomery test). */
-static inline uint64_t _hak_block_index(const hak_page_t *pg, const void *p) {
-  uint64_t q = (uint64_t)((uintptr_t)p - (uintptr_t)pg->start) * pg->div_inv;
-  unsigned k = pg->div_shift;
-  return (q >> k) | (q << ((64 - k) & 63));
+/* Is p the start of a carved block? With c = ceil(2^64 / size), one 64x64
+ * multiplication of the offset gives both answers: its high half is the
+ * block index (offset / size) and its low half is below c exactly when the
+ * offset is a multiple of size (Lemire, Kaser and Kurz's remainder test,
+ * exact for offsets below 2^32; a pointer below the first block wraps to a
+ * huge offset, whose index is then far beyond any capacity). */
+static inline bool _hak_block_valid(const hak_page_t *pg, const void *p, uint64_t capacity) {
+  uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)pg->start);
+  unsigned __int128 m = (unsigned __int128)off * pg->div_c;
+  return (uint64_t)m < pg->div_c && (uint64_t)(m >> 64) < capacity;
 }
 
 /* First byte and length of a page's block area (page 0 skips the info). */

@@ -20,15 +20,6 @@
 
 /* ---- set-up -----------------------------------------------------------------*/
 
-/* Multiplicative inverse of the odd part of the block size (Newton: each
- * step doubles the correct low bits; five steps make 64). */
-static void set_divisor(hak_page_t *pg, uint32_t bs) {
-  unsigned k = (unsigned)__builtin_ctz(bs);
-  uint64_t d = bs >> k, x = d;
-  for (int i = 0; i < 5; i++) x *= 2 - d * x;
-  pg->div_inv = x;
-  pg->div_shift = (uint8_t)k;
-}
 
 void _hak_page_init(hak_page_t *pg, hak_heap_t *h, int c) {
   size_t len;
@@ -42,7 +33,7 @@ void _hak_page_init(hak_page_t *pg, hak_heap_t *h, int c) {
   pg->used = 0;
   pg->handed = pg->recycled = 0;
   HAK_STORE(pg->capacity, 0);
-  set_divisor(pg, bs);
+  pg->div_c = UINT64_MAX / bs + 1;
   atomic_store_explicit(&pg->xthread_free, HAK_NO_DELAYED, memory_order_relaxed);
   HAK_STORE(pg->xheap, (uintptr_t)h);
 }
@@ -50,7 +41,7 @@ void _hak_page_init(hak_page_t *pg, hak_heap_t *h, int c) {
 /* Carve up to 4 KiB worth of fresh blocks, in address order, so that memory
  * is touched only as it is used and new blocks sit next to each other. */
 static void extend(hak_page_t *pg) {
-  uint32_t bs = pg->block_size, left = pg->reserved - pg->capacity;
+  uint32_t bs = pg->block_size, left = pg->reserved - (uint32_t)pg->capacity;
   uint32_t n = (uint32_t)(HAK_OS_PAGE / bs);
   if (n < 1) n = 1;
   if (n > left) n = left;
@@ -87,16 +78,16 @@ uint32_t _hak_page_refill(hak_page_t *pg) {
     pg->free = pg->local_free;
     pg->local_free = NULL;
   } else if (pg->capacity < pg->reserved) {
-    fresh = pg->capacity;
+    fresh = (uint32_t)pg->capacity;
     extend(pg);
-    fresh = pg->capacity - fresh;
+    fresh = (uint32_t)pg->capacity - fresh;
   } else {
     return 0;
   }
   /* Every carved block not in use is on free now: count them here, so that
    * the fast paths count nothing (malloc will hand them out; the recycled
    * ones were freed). */
-  uint32_t n = pg->capacity - pg->used;
+  uint32_t n = (uint32_t)pg->capacity - pg->used;
   hak_heap_t *h = (hak_heap_t *)(pg->xheap & ~HAK_PAGE_FULL);
   pg->handed += n;
   pg->recycled += n - fresh;
@@ -191,7 +182,7 @@ static bool list_has(const hak_block_t *list, const hak_block_t *b, uint32_t lim
 /* The owner's confirmation of a suspected double free: b carries the free
  * key, but user data could too. Walks every list a free block can be on. */
 bool _hak_page_holds_free(hak_page_t *pg, hak_heap_t *h, const hak_block_t *b) {
-  uint32_t limit = pg->capacity;
+  uint32_t limit = (uint32_t)pg->capacity;
   if (list_has(pg->free, b, limit) || list_has(pg->local_free, b, limit)) return true;
   uintptr_t tf = atomic_load_explicit(&pg->xthread_free, memory_order_acquire);
   if (list_has(HAK_TF_BLOCK(tf), b, limit)) return true;
