@@ -49,6 +49,7 @@ static void churn(void) {  /* allocator work that flushes through the backend */
     void *p = malloc(1 << 20);
     if (!p) exit(2);
     memset(p, i, 1 << 20);
+    __asm__ volatile("" : : "r"(p) : "memory");  /* keep the memset and the block */
     free(p);
   }
   hak_flush();
