@@ -496,18 +496,6 @@ static inline int tu_probe_uring(void) {
   return 0;
 }
 
-/* Does backend mode run in this process (hakmem's own probe)? 1 when yes;
- * else 0 and why. FLUSH is put back as it was. */
-static inline int tu_backend_runs(const char *mode, char *why, size_t n) {
-  long long old = hak_option_get("FLUSH");
-  hak_option_set("FLUSH", mode);
-  hak_stats_t st = tu_stats();
-  int ok = strcmp(hak_flush_mode_name((hak_flush_mode_t)st.flush_mode), mode) == 0;
-  if (!ok && why) snprintf(why, n, "%s", st.fallback_reason[0] ? st.fallback_reason : "fell back");
-  hak_option_set("FLUSH", hak_flush_mode_name((hak_flush_mode_t)old));
-  return ok;
-}
-
 /* tu_in_child with a bound: the child gets secs seconds, then is killed
  * (result: at most one pipe buffer, 64 KiB).
  * Returns 0 when it exited 0 with its whole result, -1 when it hung; else
