@@ -1,5 +1,7 @@
-/* Frees a pointer hakmem must refuse (argv[1]: double, stack, mmap, mmap2m, interior); prints it first. */
+/* Frees a pointer hakmem must refuse (argv[1]: double, stack, mmap, mmap2m, interior, double32, double100k, interior64, released); prints it first. */
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -10,6 +12,52 @@
 static void announce(const void *p) {
   printf("ptr=%p\n", p);
   fflush(stdout);
+}
+
+/* p, q, free(p), free(q), free(p): the block freed twice is not the last one freed. */
+static void double_free_not_last(size_t n) {
+  void *p = hak_malloc(n), *q = hak_malloc(n);
+  if (!p || !q) exit(2);
+  memset(p, 1, n);
+  memset(q, 2, n);
+  announce(p);
+  hak_free(p);
+  hak_free(q);
+  hak_free(p);
+}
+
+/* A thread that has never allocated frees what it is given. */
+static void *free_in_new_thread(void *p) {
+  hak_free(p);
+  return NULL;
+}
+
+/* A pointer into a small page that emptied and went back to its segment
+ * (the segment stays mapped: other pages are in use), freed by a thread
+ * that never allocated. */
+static void free_into_released_page(void) {
+  puts("released page:");  /* stdout's buffer is allocated now, not after the search */
+  fflush(stdout);
+  void *keep = hak_malloc(48);  /* another class keeps the segment */
+  enum { N = 5 * 64 };          /* five 64 KiB pages of 1 KiB blocks */
+  static void *v[N];
+  for (int i = 0; i < N; i++) {
+    v[i] = hak_malloc(1024);
+    if (!v[i]) exit(2);
+    memset(v[i], 3, 1024);
+  }
+  for (int i = 0; i < N; i++) hak_free(v[i]);
+  void *gone = NULL;
+  for (int i = 0; i < N && !gone; i++)
+    if (hak_usable_size(v[i]) == 0) gone = v[i];  /* its page is no longer in use */
+  if (!gone || !keep) {
+    puts("no released page");
+    exit(2);
+  }
+  announce(gone);
+  pthread_t t;
+  if (pthread_create(&t, NULL, free_in_new_thread, gone) != 0) exit(2);
+  pthread_join(t, NULL);
 }
 
 int main(int argc, char **argv) {
@@ -45,6 +93,18 @@ int main(int argc, char **argv) {
     memset(a, 0, 4096);
     announce(a);
     hak_free(a);
+  } else if (strcmp(what, "double32") == 0) {
+    double_free_not_last(32);
+  } else if (strcmp(what, "double100k") == 0) {
+    double_free_not_last(100000);
+  } else if (strcmp(what, "interior64") == 0) {
+    char *p = hak_malloc(64);  /* a live small block, freed at p + 16 */
+    if (!p) return 2;
+    memset(p, 4, 64);
+    announce(p + 16);
+    hak_free(p + 16);
+  } else if (strcmp(what, "released") == 0) {
+    free_into_released_page();
   } else {
     return 2;
   }

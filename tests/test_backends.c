@@ -9,12 +9,7 @@ enum { NRANGES = 12 };
  * back to loop, and the test expects that instead. */
 static int kernel_supports(const char *mode) {
   if (strcmp(mode, "vector") == 0) return tu_probe_vector_dontneed() == 0;
-  if (strcmp(mode, "uring") == 0) {
-    char *v = tu_read_file("/proc/sys/kernel/io_uring_disabled", NULL);
-    int ok = !v || atoi(v) == 0;
-    free(v);
-    return ok;
-  }
+  if (strcmp(mode, "uring") == 0) return tu_probe_uring() == 0;  /* io_uring_disabled, seccomp */
   return 1;
 }
 

@@ -458,4 +458,94 @@ static inline const char *tu_mode_name(int mode) {
   return hak_flush_mode_name((hak_flush_mode_t)mode);
 }
 
+/* ---- torture helpers */
+
+/* tu_fill/tu_check, eight bytes at a time: the same bytes, for big blocks. */
+static inline uint64_t tu_word(uint64_t seed, size_t w) {
+  uint64_t x = (seed + 1) * 0x9E3779B97F4A7C15ull ^ (uint64_t)w * 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 29;
+  return x | 0x0101010101010101ull;  /* tu_byte of bytes 8w..8w+7, little endian */
+}
+
+static inline void tu_fill_fast(void *p, size_t n, uint64_t seed) {
+  uint8_t *b = p;
+  size_t w = 0;
+  for (; (w + 1) * 8 <= n; w++) {
+    uint64_t v = tu_word(seed, w);
+    memcpy(b + w * 8, &v, 8);
+  }
+  for (size_t i = w * 8; i < n; i++) b[i] = tu_byte(seed, i);
+}
+
+static inline long tu_check_fast(const void *p, size_t n, uint64_t seed) {
+  const uint8_t *b = p;
+  size_t w = 0;
+  for (; (w + 1) * 8 <= n; w++) {
+    uint64_t v;
+    memcpy(&v, b + w * 8, 8);
+    if (v != tu_word(seed, w)) break;
+  }
+  for (size_t i = w * 8; i < n; i++)
+    if (b[i] != tu_byte(seed, i)) return (long)i;
+  return -1;
+}
+
+/* splitmix64: seeded, replayable random numbers. */
+static inline uint64_t tu_rand(uint64_t *s) {
+  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+/* Does the kernel let this process set up an io_uring? 0, or the errno. */
+static inline int tu_probe_uring(void) {
+  unsigned char params[120];  /* struct io_uring_params */
+  memset(params, 0, sizeof params);
+  int fd = (int)syscall(SYS_io_uring_setup, 2, params);
+  if (fd < 0) return errno;
+  close(fd);
+  return 0;
+}
+
+/* tu_in_child with a bound: the child gets secs seconds, then is killed
+ * (result: at most one pipe buffer, 64 KiB).
+ * Returns 0 when it exited 0 with its whole result, -1 when it hung; else
+ * the wait status (never 0). */
+static inline int tu_in_child_bounded(tu_child_fn fn, void *arg, void *result, size_t size,
+                                      int secs) {
+  int fds[2];
+  ck_assert(pipe(fds) == 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert(pid >= 0);
+  if (pid == 0) {
+    close(fds[0]);
+    memset(result, 0, size);
+    fn(arg, result, size);
+    const char *b = result;
+    for (size_t done = 0; done < size;) {
+      ssize_t w = write(fds[1], b + done, size - done);
+      if (w <= 0) _exit(3);
+      done += (size_t)w;
+    }
+    _exit(0);
+  }
+  close(fds[1]);
+  int st = 0;
+  int hung = tu_wait_bounded(pid, secs, &st);
+  size_t got = 0;
+  fcntl(fds[0], F_SETFL, O_NONBLOCK);
+  while (!hung && got < size) {
+    ssize_t r = read(fds[0], (char *)result + got, size - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  close(fds[0]);
+  if (hung) return -1;
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && got == size) return 0;
+  return st ? st : 0x7f00;
+}
+
 #endif
