@@ -159,8 +159,15 @@ uint64_t _hak_batch_add(void *addr, size_t len) {
   uint64_t bytes = atomic_fetch_add(&B.pending_bytes, len) + len;
   pthread_mutex_unlock(&s->lock);
 
+  /* The only pending range is the oldest (ranges taken back by reuse leave
+   * no stamp behind); otherwise stamp only an unstamped queue. */
   uint64_t zero = 0;
-  if (atomic_compare_exchange_strong(&B.oldest_ms, &zero, _hak_coarse_ms() | 1)) _hak_batch_kick();
+  if (pending == 1) {
+    atomic_store(&B.oldest_ms, _hak_coarse_ms() | 1);
+    _hak_batch_kick();
+  } else if (atomic_compare_exchange_strong(&B.oldest_ms, &zero, _hak_coarse_ms() | 1)) {
+    _hak_batch_kick();
+  }
   if (pending >= (uint64_t)hak_opt(BATCH_MAX)) raise_trigger(HAK_FLUSH_WHY_COUNT);
   else if (bytes >= (uint64_t)hak_opt(BATCH_BYTES)) raise_trigger(HAK_FLUSH_WHY_BYTES);
   hak_stat_inc(ranges_added);

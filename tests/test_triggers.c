@@ -136,6 +136,34 @@ START_TEST(delay_flush_without_activity) {
 }
 END_TEST
 
+/* A queue emptied by reuse (every range taken back) leaves the purge thread
+ * with nothing to wait for; the next range queued must still be flushed
+ * after the delay, without any other allocator call. */
+START_TEST(delay_flush_after_reuse_emptied_queue) {
+  if (hak_option_get("PURGE_THREAD") == 0) SKIP_TEST("HAKMEM_PURGE_THREAD=0");
+  tu_opts_t o = {0};
+  tu_quiet(&o);
+  tu_opt(&o, "PURGE_DELAY_MS", "20");
+  void *p = hak_malloc(1 * MiB);
+  memset(p, 1, 1 * MiB);
+  hak_free(p);                       /* queued */
+  void *q = hak_malloc(1 * MiB);     /* the same block from the cache: taken back */
+  ck_assert_ptr_eq(q, p);
+  ck_assert_uint_eq(tu_stats().pending_ranges, 0);
+  sleep_ms(100);                     /* the first range's delay passes with nothing queued */
+  hak_stats_reset();
+  hak_free(q);                       /* queued again */
+  hak_stats_t a = tu_stats();
+  for (int i = 0; i < 100 && a.pending_ranges > 0; i++) {  /* up to 5 s: no timing asserted */
+    sleep_ms(50);
+    a = tu_stats();
+  }
+  ck_assert_msg(a.pending_ranges == 0, "the range queued after the reuse was never flushed");
+  ck_assert_uint_ge(a.flush_by_delay, 1);
+  tu_opts_restore(&o);
+}
+END_TEST
+
 START_TEST(delay_not_reached_keeps_queue) {
   /* With a one-hour delay, activity alone must not flush. */
   tu_opts_t o = {0};
@@ -292,6 +320,7 @@ Suite *test_triggers_suite(void) {
   tcase_add_test(tc, bytes_trigger);
   tcase_add_test(tc, delay_trigger);
   tcase_add_test(tc, delay_flush_without_activity);
+  tcase_add_test(tc, delay_flush_after_reuse_emptied_queue);
   tcase_add_test(tc, delay_not_reached_keeps_queue);
   tcase_add_test(tc, explicit_flush);
   tcase_add_test(tc, trim_flushes_and_unmaps);
