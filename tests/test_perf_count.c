@@ -120,7 +120,16 @@ START_TEST(counts_threads_it_creates) {
   for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
   hperf_counts_t c;
   hperf_read(h, &c);
-  ck_assert_uint_eq(c.ev[HPERF_SYS_MADVISE].value, 100 + THREADS * PER_THREAD + lib);
+  uint64_t want = 100 + THREADS * PER_THREAD + lib;
+#ifdef HAK_SANITIZE
+  /* A sanitizer runtime gives memory back with madvise on its own schedule
+   * (ASan's allocator, TSan's shadow): a few calls of its own may land here. */
+  ck_assert_msg(c.ev[HPERF_SYS_MADVISE].value >= want && c.ev[HPERF_SYS_MADVISE].value <= want + 32,
+                "%llu madvise calls counted, want %llu (+ at most 32 of the sanitizer's)",
+                (unsigned long long)c.ev[HPERF_SYS_MADVISE].value, (unsigned long long)want);
+#else
+  ck_assert_uint_eq(c.ev[HPERF_SYS_MADVISE].value, want);
+#endif
   hperf_close(h);
 }
 END_TEST
