@@ -31,7 +31,9 @@
 typedef struct {
   uintptr_t addr;
   size_t len;
-  int advice;  /* the advice in force when the range was queued */
+  uint64_t gen;        /* the token its owner holds */
+  uint32_t advice;     /* the advice in force when the range was queued */
+  uint32_t queued_ms;  /* when (wraps; only differences are used) */
 } entry_t;
 
 typedef struct {
@@ -102,8 +104,7 @@ void _hak_batch_kick(void) {
 }
 
 static struct timespec deadline_of(uint64_t until_ms) {
-  /* until_ms is on the coarse clock; sleep the difference on the fine one. */
-  uint64_t now = _hak_coarse_ms(), ms = until_ms > now ? until_ms - now : 0;
+  uint64_t now = _hak_now_ms(), ms = until_ms > now ? until_ms - now : 0;
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   uint64_t ns = (uint64_t)ts.tv_nsec + (ms ? ms : 1) * 1000000ull;
@@ -151,10 +152,11 @@ uint64_t _hak_batch_add(void *addr, size_t len) {
     raise_trigger(HAK_FLUSH_WHY_COUNT);
     return 0;
   }
-  s->q[s->n++] = (entry_t){(uintptr_t)addr, len, (int)hak_opt(ADVICE)};
+  uint64_t now = _hak_now_ms();
   /* Read under the shard lock: a flush that takes this range has a
-   * generation no newer than the token (see flush_locked). */
+   * generation no newer than the token (see sweep). */
   uint64_t token = atomic_load(&B.gen);
+  s->q[s->n++] = (entry_t){(uintptr_t)addr, len, token, (uint32_t)hak_opt(ADVICE), (uint32_t)now};
   uint64_t pending = atomic_fetch_add(&B.pending, 1) + 1;
   uint64_t bytes = atomic_fetch_add(&B.pending_bytes, len) + len;
   pthread_mutex_unlock(&s->lock);
@@ -163,9 +165,9 @@ uint64_t _hak_batch_add(void *addr, size_t len) {
    * no stamp behind); otherwise stamp only an unstamped queue. */
   uint64_t zero = 0;
   if (pending == 1) {
-    atomic_store(&B.oldest_ms, _hak_coarse_ms() | 1);
+    atomic_store(&B.oldest_ms, now | 1);
     _hak_batch_kick();
-  } else if (atomic_compare_exchange_strong(&B.oldest_ms, &zero, _hak_coarse_ms() | 1)) {
+  } else if (atomic_compare_exchange_strong(&B.oldest_ms, &zero, now | 1)) {
     _hak_batch_kick();
   }
   if (pending >= (uint64_t)hak_opt(BATCH_MAX)) raise_trigger(HAK_FLUSH_WHY_COUNT);
@@ -198,7 +200,7 @@ static size_t cut_entry(shard_t *s, uint32_t i, uintptr_t lo, uintptr_t hi) {
   } else {                               /* middle: keep both sides */
     e->len = lo - a;
     if (s->n < SHARD_CAP) {
-      s->q[s->n++] = (entry_t){hi, b - hi, e->advice};
+      s->q[s->n++] = (entry_t){hi, b - hi, e->gen, e->advice, e->queued_ms};
     } else {
       hak_stat_inc(ranges_dropped);      /* the right side stays resident */
       return before - e->len;
@@ -263,6 +265,16 @@ void _hak_batch_cancel(void *addr, size_t len, uint64_t token, int why) {
 
 bool _hak_batch_pending(void) {
   return atomic_load_explicit(&B.pending, memory_order_relaxed) != 0;
+}
+
+uint64_t _hak_batch_pending_bytes(void) {
+  return atomic_load_explicit(&B.pending_bytes, memory_order_relaxed);
+}
+
+/* A token still held by its range's owner is either queued (its generation
+ * not done) or was swept by a flush: then the kernel has had it. */
+bool _hak_batch_released(uint64_t token) {
+  return token && token < atomic_load_explicit(&B.done_gen, memory_order_acquire);
 }
 
 /* ---- backend state -------------------------------------------------------------*/
@@ -369,7 +381,7 @@ static uint32_t submit_group(struct iovec *iov, uint32_t n, int advice, uint64_t
 
 /* The in-flight list, one advice at a time (almost always only one). */
 static uint32_t submit_all(uint32_t n, uint64_t *bytes_done) {
-  static const int advices[] = {MADV_DONTNEED, MADV_FREE};
+  static const uint32_t advices[] = {MADV_DONTNEED, MADV_FREE};
   uint32_t syscalls = 0, seen = 0;
   for (size_t a = 0; a < sizeof advices / sizeof advices[0] && seen < n; a++) {
     uint32_t k = 0;
@@ -377,37 +389,64 @@ static uint32_t submit_all(uint32_t n, uint64_t *bytes_done) {
       if (B.inflight[i].advice == advices[a])
         B.iov[k++] = (struct iovec){(void *)B.inflight[i].addr, B.inflight[i].len};
     seen += k;
-    if (k) syscalls += submit_group(B.iov, k, advices[a], bytes_done);
+    if (k) syscalls += submit_group(B.iov, k, (int)advices[a], bytes_done);
   }
   return syscalls;
 }
 
-/* Every shard into the in-flight list. The generation moves first: a range
- * queued after the shard's sweep carries a newer token (see _hak_batch_add). */
-static uint64_t sweep(uint32_t *n_out, uint64_t *bytes_out) {
-  uint64_t gen = atomic_fetch_add(&B.gen, 1);
+typedef struct {
+  uint32_t n;             /* ranges taken */
+  uint64_t bytes;
+  uint64_t gen;           /* this flush's generation */
+  uint64_t min_gen_left;  /* oldest token of the ranges left queued */
+} sweep_t;
+
+/* Restamp the queue with the oldest range left, unless an add did since. */
+static void restamp(uint64_t oldest_left_ms) {
+  uint64_t cur = atomic_load(&B.oldest_ms);
+  while ((cur == 0 || (cur & ~1ull) > oldest_left_ms) &&
+         !atomic_compare_exchange_weak(&B.oldest_ms, &cur, oldest_left_ms | 1)) {
+  }
+}
+
+/* The ranges queued at least min_age_ms ago (all of them when 0) into the
+ * in-flight list; the younger ones stay, with their tokens, which keep the
+ * done generation from passing them (see flush_locked). The generation
+ * moves first: a range queued after its shard's sweep carries a newer
+ * token (see _hak_batch_add). */
+static sweep_t sweep(uint64_t min_age_ms) {
+  sweep_t sw = {0, 0, atomic_fetch_add(&B.gen, 1), UINT64_MAX};
+  uint64_t now = _hak_now_ms(), oldest_left = UINT64_MAX;
   atomic_store(&B.oldest_ms, 0);
   atomic_store(&B.trigger, 0);
-  uint32_t n = 0;
-  uint64_t bytes = 0;
   pthread_mutex_lock(&B.inflight_lock);
   for (int i = 0; i < SHARDS; i++) {
     shard_t *s = &B.shard[i];
     pthread_mutex_lock(&s->lock);
-    for (uint32_t k = 0; k < s->n; k++) bytes += s->q[k].len;
-    memcpy(B.inflight + n, s->q, s->n * sizeof(entry_t));
-    n += s->n;
-    atomic_fetch_sub(&B.pending, s->n);
-    s->n = 0;
+    uint32_t kept = 0, taken = 0;
+    for (uint32_t k = 0; k < s->n; k++) {
+      entry_t *e = &s->q[k];
+      uint32_t age = (uint32_t)now - e->queued_ms;
+      if (age >= min_age_ms) {
+        B.inflight[sw.n + taken++] = *e;
+        sw.bytes += e->len;
+        continue;
+      }
+      if (e->gen < sw.min_gen_left) sw.min_gen_left = e->gen;
+      if (now - age < oldest_left) oldest_left = now - age;
+      s->q[kept++] = *e;
+    }
+    sw.n += taken;
+    atomic_fetch_sub(&B.pending, taken);
+    s->n = kept;
     pthread_mutex_unlock(&s->lock);
   }
-  atomic_fetch_sub(&B.pending_bytes, bytes);
-  sort_entries(B.inflight, n);
-  B.ninflight = n;
+  atomic_fetch_sub(&B.pending_bytes, sw.bytes);
+  if (oldest_left != UINT64_MAX) restamp(oldest_left);
+  sort_entries(B.inflight, sw.n);
+  B.ninflight = sw.n;
   pthread_mutex_unlock(&B.inflight_lock);
-  *n_out = n;
-  *bytes_out = bytes;
-  return gen;
+  return sw;
 }
 
 static void count_flush(int why) {
@@ -420,24 +459,43 @@ static void count_flush(int why) {
   }
 }
 
-/* Caller holds flush_lock. */
+/* The telemetry of one flush: its latency, its size, and how long each of
+ * its ranges had waited since it was freed. */
+static void note_flush(uint32_t n, uint64_t t0, uint64_t t1) {
+  if (!hak_opt(TELEMETRY)) return;
+  _hak_hist_add(HAK_HIST_flush_latency_ns, t1 - t0);
+  _hak_hist_add(HAK_HIST_ranges_per_flush, n);
+  uint32_t now = (uint32_t)(t0 / 1000000);
+  for (uint32_t i = 0; i < n; i++)
+    _hak_hist_add(HAK_HIST_release_delay_ms, (uint32_t)(now - B.inflight[i].queued_ms));
+}
+
+/* Caller holds flush_lock. A delay flush takes the ranges that are due (and
+ * those due within a quarter of the delay, to batch them), not the young
+ * ones: each range waits its delay, whatever the oldest does. */
 static void flush_locked(int why) {
-  uint32_t n;
-  uint64_t bytes, bytes_done = 0;
-  uint64_t gen = sweep(&n, &bytes);
+  long long delay = hak_opt(PURGE_DELAY_MS);
+  uint64_t min_age = why == HAK_FLUSH_WHY_DELAY && delay > 0 ? (uint64_t)(delay - delay / 4) : 0;
+  sweep_t sw = sweep(min_age);
+  uint32_t n = sw.n;
+  uint64_t bytes = sw.bytes, bytes_done = 0;
   if (n) {
     int mode = B.mode;
     STAP_PROBE3(hakmem, flush_begin, n, bytes, mode);
     uint64_t t0 = _hak_now_ns();
     uint32_t syscalls = submit_all(n, &bytes_done);
-    hak_stat_add(flush_ns, _hak_now_ns() - t0);
+    uint64_t t1 = _hak_now_ns();
+    hak_stat_add(flush_ns, t1 - t0);
     STAP_PROBE4(hakmem, flush_end, n, bytes_done, mode, syscalls);
     count_flush(why);
+    note_flush(n, t0, t1);
   }
-  /* Only now is every range of this generation out of the kernel's hands. */
+  /* Only now is every range of this generation out of the kernel's hands,
+   * except those left queued: the done generation stops below them. */
+  uint64_t done = sw.gen + 1 < sw.min_gen_left ? sw.gen + 1 : sw.min_gen_left;
   pthread_mutex_lock(&B.inflight_lock);
   B.ninflight = 0;
-  atomic_store_explicit(&B.done_gen, gen + 1, memory_order_release);
+  if (done > atomic_load(&B.done_gen)) atomic_store_explicit(&B.done_gen, done, memory_order_release);
   pthread_cond_broadcast(&B.inflight_done);
   pthread_mutex_unlock(&B.inflight_lock);
 }
@@ -464,7 +522,7 @@ int _hak_batch_due(uint64_t *next_ms) {
   long long delay = hak_opt(PURGE_DELAY_MS);
   if (delay < 0) return HAK_FLUSH_WHY_NONE;
   uint64_t oldest = atomic_load_explicit(&B.oldest_ms, memory_order_relaxed) & ~1ull;
-  uint64_t now = _hak_coarse_ms();
+  uint64_t now = _hak_now_ms();
   if (oldest == 0) oldest = now;  /* a range is being added: its stamp follows */
   if (now - oldest >= (uint64_t)delay) return HAK_FLUSH_WHY_DELAY;
   *next_ms = oldest + (uint64_t)delay;

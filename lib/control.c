@@ -28,6 +28,19 @@ int hak_option_set(const char *name, const char *value) {
   long long before = _hak_opt_v[id];
   if (!_hak_option_parse(id, value)) { errno = EINVAL; return -1; }
   switch (id) {
+  case HAK_OPT_POLICY:
+    _hak_policy_set_adaptive(hak_opt(POLICY));
+    _hak_batch_kick();
+    break;
+  case HAK_OPT_PURGE_DELAY_MS:
+  case HAK_OPT_BATCH_BYTES:
+  case HAK_OPT_BATCH_MAX:
+    /* A program that sets what the adaptive policy chooses wants it fixed. */
+    _hak_option_store(HAK_OPT_POLICY, 0);
+    _hak_policy_set_adaptive(false);
+    _hak_batch_kick();
+    _hak_purge_poll();
+    break;
   case HAK_OPT_FLUSH:
     _hak_batch_set_mode((int)hak_opt(FLUSH));  /* flushes what is queued, then switches */
     break;

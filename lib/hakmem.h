@@ -101,6 +101,9 @@ HAK_EXPORT long long hak_option_get(const char *name);
   X(range_retries, C, "ranges retried with madvise")                          \
   X(pending_ranges, G, "pending ranges")                                      \
   X(pending_bytes, G, "pending bytes")                                        \
+  X(held_mib_ms, C, "free memory held (MiB*ms)")                              \
+  X(ranges_reused_released, C, "released ranges reused")                      \
+  X(bytes_reused_released, C, "released bytes reused (refaulted)")            \
   X(inflight_waits, C, "waits for a flush")                                   \
   X(fallbacks, C, "fallbacks")                                                \
   /* the operating system */                                                  \
@@ -128,10 +131,35 @@ HAK_EXPORT long long hak_option_get(const char *name);
   X(segments_mapped, C, "segments mapped")                                    \
   X(segments_unmapped, C, "segments unmapped")
 
+/* Distributions, from fixed log-bucket histograms (each value within 1/8
+ * of the true one): X(field, label). */
+#define HAK_STATS_HISTOGRAMS(X)                                               \
+  X(flush_latency_ns, "flush latency (ns)")                                   \
+  X(ranges_per_flush, "ranges per flush")                                     \
+  X(release_delay_ms, "free to release (ms)")                                 \
+  X(reuse_delay_ms, "free to reuse, released (ms)")
+
+typedef struct hak_percentiles_s {
+  uint64_t count, p50, p95, p99, max;
+} hak_percentiles_t;
+
+#define HAK_POLICY_ARMS 5  /* settings the adaptive release policy chooses among */
+
 typedef struct hak_stats_s {
 #define HAK_STATS_FIELD_(name, kind, label) uint64_t name;
   HAK_STATS_FIELDS(HAK_STATS_FIELD_)
 #undef HAK_STATS_FIELD_
+#define HAK_STATS_HIST_(name, label) hak_percentiles_t name;
+  HAK_STATS_HISTOGRAMS(HAK_STATS_HIST_)
+#undef HAK_STATS_HIST_
+  /* the release policy (HAKMEM_POLICY) */
+  int policy_adaptive;        /* 1 adaptive, 0 fixed */
+  int policy_arm;             /* the arm in force (adaptive), -1 when fixed */
+  uint64_t policy_epochs;     /* epochs the policy has scored */
+  uint64_t arm_delay_ms[HAK_POLICY_ARMS];   /* each arm's purge delay */
+  uint64_t arm_batch_bytes[HAK_POLICY_ARMS];/* and its batch byte limit */
+  uint64_t arm_pulls[HAK_POLICY_ARMS];      /* epochs each arm ran */
+  double arm_cost[HAK_POLICY_ARMS];         /* its mean cost, microseconds per second */
   /* the backend */
   int flush_mode;             /* hak_flush_mode_t in use (never AUTO) */
   int flush_mode_requested;   /* what HAKMEM_FLUSH asked for */

@@ -14,6 +14,7 @@ static int pid_before_fork;
 /* Locks are taken in the order the allocator nests them. */
 static void atfork_prepare(void) {
   pid_before_fork = getpid();
+  _hak_policy_atfork_prepare();
   _hak_heap_atfork_prepare();
   _hak_segment_atfork_prepare();
   _hak_large_atfork_prepare();
@@ -25,6 +26,7 @@ static void atfork_parent(void) {
   _hak_large_atfork_parent();
   _hak_segment_atfork_parent();
   _hak_heap_atfork_parent();
+  _hak_policy_atfork_parent();
 }
 
 static void atfork_child(void) {
@@ -34,6 +36,7 @@ static void atfork_child(void) {
   _hak_segment_atfork_child();
   _hak_heap_atfork_child();
   _hak_stats_atfork_child(pid_before_fork);
+  _hak_policy_atfork_parent();  /* the same lock, held by this same thread */
 }
 
 void _hak_init_slow(void) {
@@ -47,6 +50,7 @@ void _hak_init_slow(void) {
   }
   pthread_mutex_lock(&init_lock);
   _hak_options_init();
+  _hak_policy_init();
   _hak_stats_init();
   _hak_heap_init();
   atomic_store_explicit(&_hak_ready, 1, memory_order_release);

@@ -67,8 +67,9 @@ enum hak_segment_kind { HAK_SEG_SMALL = 0, HAK_SEG_MEDIUM = 1, HAK_SEG_KINDS = 2
 
 /* ---- options (options.c) ------------------------------------------------
  * X(NAME, kind, default, min, max): every option once. kind says how its
- * text is read: MODE auto|vector|..., ADVICE dontneed|free, COUNT and MS
- * integers, SIZE with K/M/G, STATS 0|1|json, PATH a file name, BOOL 0|1. */
+ * text is read: MODE auto|vector|..., ADVICE dontneed|free, POLICY
+ * fixed|adaptive, COUNT, MS and NUM integers, SIZE with K/M/G, STATS
+ * 0|1|json, PATH a file name, BOOL 0|1. */
 #define HAK_OPTIONS(X)                                                  \
   X(FLUSH, MODE, HAK_FLUSH_AUTO, 0, HAK_FLUSH_MODE_COUNT - 1)           \
   X(ADVICE, ADVICE, 4 /*MADV_DONTNEED*/, 0, 255)                        \
@@ -76,6 +77,10 @@ enum hak_segment_kind { HAK_SEG_SMALL = 0, HAK_SEG_MEDIUM = 1, HAK_SEG_KINDS = 2
   X(BATCH_BYTES, SIZE, 64LL << 20, 4096, 1LL << 46)                     \
   X(PURGE_DELAY_MS, MS, 10, -1, 3600 * 1000)                            \
   X(CACHE_BYTES, SIZE, 256LL << 20, 0, 1LL << 46)                       \
+  X(POLICY, POLICY, 1, 0, 1)                                            \
+  X(MEMORY_WEIGHT, NUM, 1000, 0, 1000000000)                            \
+  X(PURGE_CAP_MS, MS, 1000, 1, 3600 * 1000)                             \
+  X(TELEMETRY, BOOL, 1, 0, 1)                                           \
   X(STATS, STATS, 0, 0, 2)                                              \
   X(STATS_FILE, PATH, 0, 0, 0)                                          \
   X(VERBOSE, BOOL, 0, 0, 1)                                             \
@@ -96,6 +101,8 @@ HAK_INTERNAL int _hak_option_find(const char *name);    /* id, or -1 */
 HAK_INTERNAL bool _hak_option_parse(int id, const char *value);  /* store; false if malformed */
 HAK_INTERNAL const char *_hak_option_name(int id);
 HAK_INTERNAL void _hak_option_stats_file(char *buf, size_t n);   /* HAKMEM_STATS_FILE */
+HAK_INTERNAL void _hak_option_store(int id, long long value);     /* a value chosen by hakmem */
+HAK_INTERNAL bool _hak_option_from_env(int id);                   /* was it in the environment? */
 
 /* ---- statistics (stats.c) -----------------------------------------------*/
 typedef struct hak_counters_s {
@@ -117,7 +124,35 @@ HAK_INTERNAL void *_hak_os_map_aligned(size_t size, size_t align);
 HAK_INTERNAL void _hak_os_unmap(void *p, size_t size);
 HAK_INTERNAL void _hak_os_hugepage_hint(void *p, size_t size);
 HAK_INTERNAL uint64_t _hak_now_ns(void);                     /* CLOCK_MONOTONIC */
-HAK_INTERNAL uint64_t _hak_coarse_ms(void);                  /* cheap, ms resolution */
+static inline uint64_t _hak_now_ms(void) { return _hak_now_ns() / 1000000; }
+
+/* ---- telemetry (telemetry.c): hakmem.h's HAK_STATS_HISTOGRAMS ----------*/
+enum {
+#define HAK_HIST_ENUM_(name, label) HAK_HIST_##name,
+  HAK_STATS_HISTOGRAMS(HAK_HIST_ENUM_)
+#undef HAK_HIST_ENUM_
+  HAK_HIST_COUNT
+};
+HAK_INTERNAL void _hak_hist_add(int which, uint64_t value);
+HAK_INTERNAL void _hak_hist_read(int which, hak_percentiles_t *out);
+HAK_INTERNAL uint64_t _hak_hist_count_upto(int which, uint64_t limit, uint64_t *total);
+HAK_INTERNAL void _hak_hist_reset(void);
+/* A freed range handed out again, ms after it was freed; `released`: it had
+ * been given to the kernel meanwhile (the reuse faults it back in). */
+HAK_INTERNAL void _hak_reuse_note(uint64_t bytes, uint64_t ms, bool released);
+/* The reuse intervals of this epoch, bytes per log2(ms) bucket (the policy's input). */
+#define HAK_REUSE_BUCKETS 16
+HAK_INTERNAL void _hak_reuse_take(uint64_t bytes[HAK_REUSE_BUCKETS]);
+
+/* ---- the release policy (policy.c) -------------------------------------*/
+HAK_INTERNAL void _hak_policy_init(void);
+/* Called by the purge thread: closes an epoch when one is due; returns the
+ * time of the next tick (0: no need, the policy is fixed or idle). */
+HAK_INTERNAL uint64_t _hak_policy_tick(uint64_t now_ms);
+HAK_INTERNAL void _hak_policy_fill_stats(hak_stats_t *st);
+HAK_INTERNAL void _hak_policy_set_adaptive(bool on);
+HAK_INTERNAL void _hak_policy_atfork_prepare(void);
+HAK_INTERNAL void _hak_policy_atfork_parent(void);
 
 /* ---- errors (error.c) ---------------------------------------------------*/
 HAK_INTERNAL void _hak_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -137,6 +172,9 @@ enum { HAK_CANCEL_REUSE, HAK_CANCEL_UNMAP };
 HAK_INTERNAL void _hak_batch_init(void);
 HAK_INTERNAL uint64_t _hak_batch_add(void *addr, size_t len);
 HAK_INTERNAL void _hak_batch_cancel(void *addr, size_t len, uint64_t token, int why);
+/* Has the range of this token been through a flush (given to the kernel)? */
+HAK_INTERNAL bool _hak_batch_released(uint64_t token);
+HAK_INTERNAL uint64_t _hak_batch_pending_bytes(void);
 HAK_INTERNAL void _hak_batch_flush(int why);
 /* What should be flushed now (HAK_FLUSH_WHY_*, or NONE); *next_ms: when the
  * oldest pending range falls due (0: nothing pending or no delay). */
@@ -195,6 +233,8 @@ typedef struct hak_page_s {
   uint8_t kind;
   _Atomic uintptr_t xthread_free __attribute__((aligned(64)));  /* remote frees, tagged */
   uint64_t release_token;              /* batch token of its queued release, or 0 */
+  uint32_t released_bytes;             /* what that release queued */
+  uint32_t freed_ms;                   /* when (the policy's reuse intervals) */
   uint64_t handed;                     /* blocks put on free by refills (stats) */
   uint64_t recycled;                   /* of those, blocks that had been freed (stats) */
   struct hak_page_s *next, *prev;      /* in the heap's class or full list */

@@ -17,7 +17,8 @@ typedef struct node_s {
   uint8_t *base;                 /* the mapping */
   size_t map_size;
   size_t usable;                 /* bytes from ptr to the mapping's end */
-  uint64_t gen;                  /* batch generation of its queued release */
+  uint64_t gen;                  /* batch token of its queued release */
+  uint64_t freed_ms;             /* when it was freed (the policy's reuse intervals) */
   int state, bin;
   struct node_s *hnext;          /* hash chain */
   struct node_s *bprev, *bnext;  /* cache bin (most recent first) */
@@ -214,6 +215,7 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   hak_stat_inc(alloc_large);
   if (e) {
     hak_stat_inc(cache_hits);
+    _hak_reuse_note(e->map_size, _hak_now_ms() - e->freed_ms, _hak_batch_released(e->gen));
     _hak_batch_cancel(e->base, e->map_size, e->gen, HAK_CANCEL_REUSE);  /* before a byte is handed out */
     e->gen = 0;
     if (zero) memset(e->ptr, 0, size);
@@ -235,6 +237,7 @@ bool _hak_large_free(void *p) {
     _hak_fatal_pointer("free(): double free of a large block", p);
   }
   hak_stat_inc(free_large);
+  e->freed_ms = _hak_now_ms();
   e->gen = _hak_batch_add(e->base, e->map_size);
   cache_insert(e);
   node_t *evicted = cache_evict((size_t)hak_opt(CACHE_BYTES));

@@ -12,7 +12,7 @@
 
 #include "internal.h"
 
-typedef enum { MODE, ADVICE, COUNT, SIZE, MS, STATS, PATH, BOOL } kind_t;
+typedef enum { MODE, ADVICE, POLICY, COUNT, NUM, SIZE, MS, STATS, PATH, BOOL } kind_t;
 
 typedef struct {
   const char *name;  /* without the HAKMEM_ prefix */
@@ -34,6 +34,7 @@ _Atomic long long _hak_opt_v[HAK_OPT_COUNT] = {
 
 static pthread_mutex_t path_lock = PTHREAD_MUTEX_INITIALIZER;
 static char stats_file[256];
+static bool in_env[HAK_OPT_COUNT];
 
 _Static_assert(MADV_DONTNEED == 4, "HAK_OPTIONS's ADVICE default");
 
@@ -89,6 +90,11 @@ static bool parse_word(kind_t kind, const char *s, long long *out) {
     else if (!strcasecmp(s, "free")) *out = MADV_FREE;
     else return false;
     return true;
+  case POLICY:
+    if (!strcasecmp(s, "fixed")) *out = 0;
+    else if (!strcasecmp(s, "adaptive")) *out = 1;
+    else return false;
+    return true;
   case STATS:
     if (!strcmp(s, "0") || !strcasecmp(s, "off") || !strcasecmp(s, "no")) *out = 0;
     else if (!strcmp(s, "1") || !strcasecmp(s, "on") || !strcasecmp(s, "yes") || !strcasecmp(s, "table")) *out = 1;
@@ -124,6 +130,10 @@ bool _hak_option_parse(int id, const char *value) {
   return true;
 }
 
+void _hak_option_store(int id, long long value) { atomic_store(&_hak_opt_v[id], value); }
+
+bool _hak_option_from_env(int id) { return in_env[id]; }
+
 void _hak_option_stats_file(char *buf, size_t n) {
   pthread_mutex_lock(&path_lock);
   strncpy(buf, stats_file, n - 1);
@@ -137,7 +147,9 @@ void _hak_options_init(void) {
     strcpy(env, "HAKMEM_");
     strcat(env, descs[i].name);
     const char *value = getenv(env);
-    if (value && !_hak_option_parse(i, value))
+    if (!value) continue;
+    in_env[i] = true;
+    if (!_hak_option_parse(i, value))
       _hak_warn("%s=\"%s\" is not valid; using the default\n", env, value);
   }
 }

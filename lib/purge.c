@@ -5,7 +5,8 @@
  *  - HAKMEM_PURGE_DELAY_MS is a promise even when the program goes quiet:
  *    without the thread, a due flush waits for the allocator's next slow
  *    path, and memory freed before an idle phase stays resident.
- * It also gives back the empty pages of exited threads' heaps.
+ * It also gives back the empty pages of exited threads' heaps, and runs
+ * the adaptive release policy's epochs (policy.c).
  *
  * It starts when the first range is queued (a process that never gives
  * memory back never gets a thread) and sleeps in the batch's wait. Without
@@ -28,7 +29,7 @@ static void *purge_main(void *arg) {
   pthread_sigmask(SIG_BLOCK, &all, NULL);  /* signals are the program's business */
   pthread_setname_np(pthread_self(), "hakmem-purge");
   for (;;) {
-    uint64_t next_ms;
+    uint64_t next_ms, tick_ms = _hak_policy_tick(_hak_now_ms());  /* may change the delay */
     int why = _hak_batch_due(&next_ms);
     if (why != HAK_FLUSH_WHY_NONE) {
       _hak_batch_flush(why);
@@ -38,6 +39,7 @@ static void *purge_main(void *arg) {
       _hak_heap_collect_abandoned();
       continue;
     }
+    if (tick_ms && (!next_ms || tick_ms < next_ms)) next_ms = tick_ms;
     _hak_batch_wait(next_ms);
   }
   return NULL;

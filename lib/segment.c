@@ -51,8 +51,11 @@ static void format(hak_segment_t *s, hak_heap_t *h, int kind) {
   for (uint32_t i = 0; i < s->page_count; i++) {
     hak_page_t *pg = &s->pages[i];
     uint64_t token = pg->release_token;
+    uint32_t released = pg->released_bytes, freed = pg->freed_ms;
     memset(pg, 0, sizeof *pg);
     pg->release_token = token;
+    pg->released_bytes = released;
+    pg->freed_ms = freed;
     pg->index = (uint8_t)i;
     pg->kind = (uint8_t)kind;
   }
@@ -128,6 +131,8 @@ hak_page_t *_hak_page_alloc(hak_heap_t *h, int kind) {
   if (pg->release_token) {  /* its memory may still be queued: take it back first */
     size_t len;
     uint8_t *area = _hak_page_area(s, i, &len);
+    uint32_t ms = (uint32_t)_hak_now_ms() - pg->freed_ms;  /* wraps with the stamp */
+    _hak_reuse_note(pg->released_bytes, ms, _hak_batch_released(pg->release_token));
     _hak_batch_cancel(area, len, pg->release_token, HAK_CANCEL_REUSE);
     pg->release_token = 0;
   }
@@ -145,6 +150,8 @@ void _hak_page_release(hak_page_t *pg) {
   pg->index = index;
   pg->kind = kind;
   if (used_len) {
+    pg->released_bytes = (uint32_t)used_len;
+    pg->freed_ms = (uint32_t)_hak_now_ms();
     pg->release_token = _hak_batch_add(start, used_len);
     if (pg->release_token > s->release_token) s->release_token = pg->release_token;
     hak_stat_inc(pages_released);

@@ -43,6 +43,10 @@ void hak_stats(hak_stats_t *st) {
   _hak_large_fill_stats(st);
   st->purge_thread = _hak_purge_state();
   st->forked_from = forked_from;
+#define HAK_HIST_FILL_(name, label) _hak_hist_read(HAK_HIST_##name, &st->name);
+  HAK_STATS_HISTOGRAMS(HAK_HIST_FILL_)
+#undef HAK_HIST_FILL_
+  _hak_policy_fill_stats(st);
 }
 
 static void zero_counters(void) {
@@ -52,6 +56,7 @@ static void zero_counters(void) {
 #undef HAK_ZERO_
   atomic_store(&_hak_cnt.bytes_mapped, mapped_now);  /* so that mapped - unmapped stays true */
   _hak_heap_reset_stats();
+  _hak_hist_reset();
 }
 
 void hak_stats_reset(void) {
@@ -67,7 +72,7 @@ void _hak_stats_atfork_child(int parent_pid) {
 
 /* ---- formatting --------------------------------------------------------------*/
 
-typedef struct { char buf[8192]; size_t len; } out_t;
+typedef struct { char buf[12288]; size_t len; } out_t;
 
 static void put(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void put(out_t *o, const char *fmt, ...) {
@@ -87,22 +92,56 @@ static const char *purge_state_name(int state, char *buf, size_t n) {
   return buf;
 }
 
+/* "released then reused within 10 ms": of the ranges given to the kernel,
+ * the share that was handed out again within 10 ms of its free. */
+static double reused_soon_pct(const hak_stats_t *st) {
+  uint64_t total;
+  uint64_t soon = _hak_hist_count_upto(HAK_HIST_reuse_delay_ms, 10, &total);
+  return st->ranges_flushed ? 100.0 * (double)soon / (double)st->ranges_flushed : 0.0;
+}
+
+static void table_hist(out_t *o, const char *label, const hak_percentiles_t *h) {
+  put(o, "  %-34s p50 %llu  p95 %llu  p99 %llu  max %llu  (n %llu)\n", label,
+      (unsigned long long)h->p50, (unsigned long long)h->p95, (unsigned long long)h->p99,
+      (unsigned long long)h->max, (unsigned long long)h->count);
+}
+
+static void table_policy(out_t *o, const hak_stats_t *st) {
+  if (!st->policy_adaptive) {
+    put(o, "  %-34s fixed (delay %lld ms, batch %lld bytes)\n", "policy",
+        hak_opt(PURGE_DELAY_MS), hak_opt(BATCH_BYTES));
+    return;
+  }
+  put(o, "  %-34s adaptive, arm %d, %llu epochs scored\n", "policy", st->policy_arm,
+      (unsigned long long)st->policy_epochs);
+  put(o, "    %-4s %10s %12s %8s %14s\n", "arm", "delay (ms)", "batch (MiB)", "epochs", "cost (us/s)");
+  for (int a = 0; a < HAK_POLICY_ARMS; a++)
+    put(o, "    %-4d %10llu %12llu %8llu %14.1f%s\n", a, (unsigned long long)st->arm_delay_ms[a],
+        (unsigned long long)(st->arm_batch_bytes[a] >> 20), (unsigned long long)st->arm_pulls[a],
+        st->arm_cost[a], a == st->policy_arm ? "  <- in force" : "");
+}
+
 static void format_table(out_t *o, const hak_stats_t *st) {
   char pbuf[64];
   put(o, "hakmem stats (pid %d)\n", (int)getpid());
-  if (st->forked_from) put(o, "  %-28s %d (counters since fork)\n", "forked from pid", st->forked_from);
-  put(o, "  %-28s %s\n", "flush mode", hak_flush_mode_name((hak_flush_mode_t)st->flush_mode));
-  put(o, "  %-28s %s\n", "flush mode requested", hak_flush_mode_name((hak_flush_mode_t)st->flush_mode_requested));
-  put(o, "  %-28s %s\n", "advice", advice_name(st->advice));
-  put(o, "  %-28s %s\n", "fallback reason", st->fallback_reason[0] ? st->fallback_reason : "-");
-  put(o, "  %-28s %s\n", "purge thread", purge_state_name(st->purge_thread, pbuf, sizeof pbuf));
+  if (st->forked_from) put(o, "  %-34s %d (counters since fork)\n", "forked from pid", st->forked_from);
+  put(o, "  %-34s %s\n", "flush mode", hak_flush_mode_name((hak_flush_mode_t)st->flush_mode));
+  put(o, "  %-34s %s\n", "flush mode requested", hak_flush_mode_name((hak_flush_mode_t)st->flush_mode_requested));
+  put(o, "  %-34s %s\n", "advice", advice_name(st->advice));
+  put(o, "  %-34s %s\n", "fallback reason", st->fallback_reason[0] ? st->fallback_reason : "-");
+  put(o, "  %-34s %s\n", "purge thread", purge_state_name(st->purge_thread, pbuf, sizeof pbuf));
 #define HAK_ROW_(name, kind, label)                                                          \
-  put(o, "  %-28s %llu\n", label, (unsigned long long)st->name);                             \
+  put(o, "  %-34s %llu\n", label, (unsigned long long)st->name);                             \
   if (!strcmp(#name, "flush_syscalls"))                                                      \
-    put(o, "  %-28s %.1f\n", "ranges per flush",                                             \
+    put(o, "  %-34s %.1f\n", "ranges per flush",                                             \
         st->flushes ? (double)st->ranges_flushed / (double)st->flushes : 0.0);
   HAK_STATS_FIELDS(HAK_ROW_)
 #undef HAK_ROW_
+  put(o, "  %-34s %.1f%%\n", "released, reused within 10 ms", reused_soon_pct(st));
+#define HAK_HIST_ROW_(name, label) table_hist(o, label, &st->name);
+  HAK_STATS_HISTOGRAMS(HAK_HIST_ROW_)
+#undef HAK_HIST_ROW_
+  table_policy(o, st);
 }
 
 static void format_json(out_t *o, const hak_stats_t *st) {
@@ -114,7 +153,23 @@ static void format_json(out_t *o, const hak_stats_t *st) {
 #define HAK_KEY_(name, kind, label) put(o, ",\"%s\":%llu", #name, (unsigned long long)st->name);
   HAK_STATS_FIELDS(HAK_KEY_)
 #undef HAK_KEY_
-  put(o, "}\n");
+  put(o, ",\"reused_within_10ms_pct\":%.1f", reused_soon_pct(st));
+#define HAK_HIST_KEY_(name, label)                                                              \
+  put(o, ",\"%s\":{\"count\":%llu,\"p50\":%llu,\"p95\":%llu,\"p99\":%llu,\"max\":%llu}", #name, \
+      (unsigned long long)st->name.count, (unsigned long long)st->name.p50,                       \
+      (unsigned long long)st->name.p95, (unsigned long long)st->name.p99,                         \
+      (unsigned long long)st->name.max);
+  HAK_STATS_HISTOGRAMS(HAK_HIST_KEY_)
+#undef HAK_HIST_KEY_
+  put(o, ",\"policy\":\"%s\",\"policy_arm\":%d,\"policy_epochs\":%llu,\"arms\":[",
+      st->policy_adaptive ? "adaptive" : "fixed", st->policy_arm,
+      (unsigned long long)st->policy_epochs);
+  for (int a = 0; a < HAK_POLICY_ARMS; a++)
+    put(o, "%s{\"delay_ms\":%llu,\"batch_bytes\":%llu,\"epochs\":%llu,\"cost_us_per_s\":%.1f}",
+        a ? "," : "", (unsigned long long)st->arm_delay_ms[a],
+        (unsigned long long)st->arm_batch_bytes[a], (unsigned long long)st->arm_pulls[a],
+        st->arm_cost[a]);
+  put(o, "]}\n");
 }
 
 static void emit(int fd, const out_t *o) {

@@ -1,4 +1,6 @@
 /* Reuse-before-flush invariant: a queued range is never advised once reused or unmapped (every backend, both advices). */
+#include <time.h>
+
 #include "testutil.h"
 
 /* Loop tests run _i over 3 backends x 2 advices (tu_backend_combo). */
@@ -193,6 +195,39 @@ START_TEST(flush_after_trim_is_harmless) {
 }
 END_TEST
 
+/* A delay flush takes the ranges that are due and leaves the young ones
+ * queued: a young range reused after that flush must still be taken back,
+ * although its token is older than the flush. */
+START_TEST(young_range_left_by_delay_flush_reused) {
+  tu_opts_t o = {0};
+  set_combo(&o, _i);
+  tu_opt(&o, "PURGE_DELAY_MS", "400");
+  const size_t sz = 2 * MiB;
+  unsigned char *old = hak_malloc(sz), *young = hak_malloc(sz);
+  ck_assert_ptr_nonnull(old);
+  ck_assert_ptr_nonnull(young);
+  tu_fill(old, sz, 1);
+  tu_fill(young, sz, 2);
+  hak_free(old);
+  struct timespec ts = {0, 350 * 1000000L};
+  nanosleep(&ts, NULL);
+  hak_free(young);  /* 350 ms younger: not due when the old one is */
+  hak_stats_t s;
+  TU_WAIT_STATS(s, s.flush_by_delay >= 1);
+  ck_assert_msg(s.flush_by_delay >= 1, "no delay flush within 5 s");
+  ck_assert_msg(s.pending_ranges >= 1, "the delay flush took the young range too");
+  unsigned char *again = hak_malloc(sz);  /* the young block back from the cache */
+  ck_assert_ptr_eq(again, young);
+  tu_fill(again, sz, 3);
+  hak_flush();
+  tu_pageout(again, sz);
+  ck_assert_pattern(again, sz, 3);
+  note_combo(_i);
+  hak_free(again);
+  tu_opts_restore(&o);
+}
+END_TEST
+
 Suite *test_invariant_suite(void) {
   Suite *s = suite_create("invariant");
   TCase *tc = tcase_create("reuse");
@@ -203,6 +238,7 @@ Suite *test_invariant_suite(void) {
   tcase_add_loop_test(tc, small_pages_reused_before_flush_8k, 0, 6);
   tcase_add_loop_test(tc, flush_after_trim_is_harmless, 0, 6);
   tcase_add_loop_test(tc, lazily_freed_pages_reclaimed_then_reused, 0, 4);
+  tcase_add_loop_test(tc, young_range_left_by_delay_flush_reused, 0, 6);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -1,0 +1,109 @@
+/* Telemetry: the distributions of hakmem.h's HAK_STATS_HISTOGRAMS, each in a
+ * fixed log-bucket histogram (four buckets per power of two: any value is
+ * known within 1/8), filled with relaxed atomic adds: no allocation, no lock,
+ * and only on release paths (a flush, a page or block reused), never on
+ * malloc or free. HAKMEM_TELEMETRY=0 turns the recording off. */
+#include <string.h>
+
+#include "internal.h"
+
+#define BUCKETS 256
+
+typedef struct {
+  _Atomic uint64_t bucket[BUCKETS];
+  _Atomic uint64_t max;
+} hist_t;
+
+static hist_t hist[HAK_HIST_COUNT];
+
+/* 0..7 exactly, then four buckets per power of two. */
+static unsigned bucket_of(uint64_t v) {
+  if (v < 8) return (unsigned)v;
+  unsigned e = 63u - (unsigned)__builtin_clzll(v);
+  return 8 + (e - 3) * 4 + (unsigned)((v >> (e - 2)) & 3);
+}
+
+/* The middle of bucket b's range. */
+static uint64_t value_of(unsigned b) {
+  if (b < 8) return b;
+  unsigned e = (b - 8) / 4 + 3, q = (b - 8) % 4;
+  uint64_t lo = (1ull << e) + ((uint64_t)q << (e - 2));
+  return lo + (1ull << (e - 2)) / 2;
+}
+
+void _hak_hist_add(int which, uint64_t v) {
+  if (!hak_opt(TELEMETRY)) return;
+  hist_t *h = &hist[which];
+  atomic_fetch_add_explicit(&h->bucket[bucket_of(v)], 1, memory_order_relaxed);
+  uint64_t m = atomic_load_explicit(&h->max, memory_order_relaxed);
+  while (v > m && !atomic_compare_exchange_weak_explicit(&h->max, &m, v, memory_order_relaxed,
+                                                         memory_order_relaxed)) {
+  }
+}
+
+/* Values at or below `limit`, and the total. */
+uint64_t _hak_hist_count_upto(int which, uint64_t limit, uint64_t *total) {
+  uint64_t below = 0, all = 0;
+  for (unsigned b = 0; b < BUCKETS; b++) {
+    uint64_t n = atomic_load_explicit(&hist[which].bucket[b], memory_order_relaxed);
+    all += n;
+    if (value_of(b) <= limit) below += n;
+  }
+  *total = all;
+  return below;
+}
+
+static uint64_t percentile(const uint64_t *counts, uint64_t total, double q) {
+  uint64_t want = (uint64_t)((double)total * q + 0.5), seen = 0;
+  if (want == 0) want = 1;
+  for (unsigned b = 0; b < BUCKETS; b++) {
+    seen += counts[b];
+    if (seen >= want) return value_of(b);
+  }
+  return 0;
+}
+
+void _hak_hist_read(int which, hak_percentiles_t *out) {
+  uint64_t counts[BUCKETS], total = 0;
+  for (unsigned b = 0; b < BUCKETS; b++) {
+    counts[b] = atomic_load_explicit(&hist[which].bucket[b], memory_order_relaxed);
+    total += counts[b];
+  }
+  memset(out, 0, sizeof *out);
+  out->count = total;
+  if (!total) return;
+  out->max = atomic_load_explicit(&hist[which].max, memory_order_relaxed);
+  /* A bucket's middle can lie above the largest value seen. */
+  out->p50 = percentile(counts, total, 0.50);
+  out->p95 = percentile(counts, total, 0.95);
+  out->p99 = percentile(counts, total, 0.99);
+  if (out->p50 > out->max) out->p50 = out->max;
+  if (out->p95 > out->max) out->p95 = out->max;
+  if (out->p99 > out->max) out->p99 = out->max;
+}
+
+void _hak_hist_reset(void) {
+  for (int i = 0; i < HAK_HIST_COUNT; i++) {
+    for (unsigned b = 0; b < BUCKETS; b++) atomic_store(&hist[i].bucket[b], 0);
+    atomic_store(&hist[i].max, 0);
+  }
+}
+
+/* ---- reuse of freed memory ------------------------------------------------------*/
+
+static _Atomic uint64_t reuse_bytes[HAK_REUSE_BUCKETS];  /* this epoch's, by log2(ms) */
+
+void _hak_reuse_note(uint64_t bytes, uint64_t ms, bool released) {
+  unsigned b = ms ? 64u - (unsigned)__builtin_clzll(ms) : 0;  /* 0: < 1 ms, b: [2^(b-1), 2^b) */
+  if (b >= HAK_REUSE_BUCKETS) b = HAK_REUSE_BUCKETS - 1;
+  atomic_fetch_add_explicit(&reuse_bytes[b], bytes, memory_order_relaxed);
+  if (!released) return;
+  hak_stat_inc(ranges_reused_released);
+  hak_stat_add(bytes_reused_released, bytes);
+  _hak_hist_add(HAK_HIST_reuse_delay_ms, ms);
+}
+
+void _hak_reuse_take(uint64_t bytes[HAK_REUSE_BUCKETS]) {
+  for (int b = 0; b < HAK_REUSE_BUCKETS; b++)
+    bytes[b] = atomic_exchange_explicit(&reuse_bytes[b], 0, memory_order_relaxed);
+}
