@@ -148,9 +148,8 @@ void _hak_options_init(void) {
     strcat(env, descs[i].name);
     const char *value = getenv(env);
     if (!value) continue;
-    in_env[i] = true;
-    if (!_hak_option_parse(i, value))
-      _hak_warn("%s=\"%s\" is not valid; using the default\n", env, value);
+    in_env[i] = _hak_option_parse(i, value);  /* a malformed value is as good as none */
+    if (!in_env[i]) _hak_warn("%s=\"%s\" is not valid; using the default\n", env, value);
   }
 }
 

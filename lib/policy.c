@@ -40,7 +40,7 @@ static const struct {
 } arms[HAK_POLICY_ARMS] = {
     {0, 16ull << 20}, {1, 64ull << 20}, {10, 64ull << 20}, {100, 256ull << 20}, {1000, 1ull << 30},
 };
-#define DEFAULT_ARM 2             /* today's fixed settings: 10 ms, 64 MiB */
+#define FIRST_ARM 3               /* 100 ms: lazy enough for bursts, quick to give back */
 
 typedef struct {
   uint64_t flush_ns, bytes_added, ranges_added, refault_bytes;
@@ -58,7 +58,7 @@ static struct {
   bool scored;
   uint64_t pulls[HAK_POLICY_ARMS];
   double real_sum[HAK_POLICY_ARMS];
-} P = {.lock = PTHREAD_MUTEX_INITIALIZER, .arm = DEFAULT_ARM, .idle = true};
+} P = {.lock = PTHREAD_MUTEX_INITIALIZER, .arm = FIRST_ARM, .idle = true};
 
 #define LOAD(f) atomic_load_explicit(&_hak_cnt.f, memory_order_relaxed)
 

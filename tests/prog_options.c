@@ -4,8 +4,9 @@
 
 #include "hakmem.h"
 
-static const char *const names[] = {"FLUSH", "ADVICE", "BATCH_MAX", "BATCH_BYTES",
-                                    "PURGE_DELAY_MS", "CACHE_BYTES"};
+static const char *const names[] = {"FLUSH", "ADVICE", "BATCH_MAX", "BATCH_BYTES", "PURGE_DELAY_MS",
+                                    "CACHE_BYTES", "POLICY", "MEMORY_WEIGHT", "PURGE_CAP_MS",
+                                    "TELEMETRY"};
 
 /* Several threads and both size paths, so that options read lazily (per
  * thread or per path) would be parsed, and complain, more than once. */

@@ -31,7 +31,19 @@ static long long run_options(const char *env_kv, const char *name, int *complain
 
 START_TEST(defaults) {
   ck_assert_int_eq(run_options(NULL, "BATCH_MAX", NULL), 256);
-  ck_assert_int_eq(run_options(NULL, "PURGE_DELAY_MS", NULL), 10);
+  /* The fixed policy's settings; the adaptive one (the default) chooses its own. */
+  ck_assert_int_eq(run_options("HAKMEM_POLICY=fixed", "PURGE_DELAY_MS", NULL), 10);
+  ck_assert_int_eq(run_options("HAKMEM_POLICY=fixed", "BATCH_BYTES", NULL), 64 << 20);
+  ck_assert_int_eq(run_options(NULL, "POLICY", NULL), 1);
+  long long delay = run_options(NULL, "PURGE_DELAY_MS", NULL);
+  ck_assert_msg(delay >= 0 && delay <= 1000, "adaptive delay %lld beyond the 1 s cap", delay);
+  ck_assert_int_eq(run_options(NULL, "PURGE_CAP_MS", NULL), 1000);
+  ck_assert_int_eq(run_options(NULL, "MEMORY_WEIGHT", NULL), 1000);
+  ck_assert_int_eq(run_options(NULL, "TELEMETRY", NULL), 1);
+  /* A setting the policy would choose, given by the program, fixes it. */
+  ck_assert_int_eq(run_options("HAKMEM_PURGE_DELAY_MS=25", "POLICY", NULL), 0);
+  ck_assert_int_eq(run_options("HAKMEM_PURGE_DELAY_MS=25", "PURGE_DELAY_MS", NULL), 25);
+  ck_assert_int_eq(run_options("HAKMEM_BATCH_BYTES=1M", "POLICY", NULL), 0);
   ck_assert_int_eq(run_options(NULL, "FLUSH", NULL), HAK_FLUSH_AUTO);
   ck_assert_int_eq(run_options(NULL, "ADVICE", NULL), MADV_DONTNEED);
   ck_assert_int_gt(run_options(NULL, "BATCH_BYTES", NULL), 0);
