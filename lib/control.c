@@ -29,7 +29,8 @@ int hak_option_set(const char *name, const char *value) {
   if (!_hak_option_parse(id, value)) { errno = EINVAL; return -1; }
   switch (id) {
   case HAK_OPT_POLICY:
-    _hak_policy_set_adaptive(hak_opt(POLICY));
+  case HAK_OPT_PURGE_CAP_MS:
+    _hak_policy_set_adaptive(hak_opt(POLICY));  /* (re)applies the arm within the cap */
     _hak_batch_kick();
     break;
   case HAK_OPT_PURGE_DELAY_MS:

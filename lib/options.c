@@ -91,8 +91,8 @@ static bool parse_word(kind_t kind, const char *s, long long *out) {
     else return false;
     return true;
   case POLICY:
-    if (!strcasecmp(s, "fixed")) *out = 0;
-    else if (!strcasecmp(s, "adaptive")) *out = 1;
+    if (!strcasecmp(s, "fixed") || !strcmp(s, "0")) *out = 0;
+    else if (!strcasecmp(s, "adaptive") || !strcmp(s, "1")) *out = 1;
     else return false;
     return true;
   case STATS:

@@ -1,4 +1,4 @@
-/* USDT probes: libhakmem.so (and a program linked with libhakmem.a) carry stapsdt notes hakmem:batch_add, flush_begin, flush_end. */
+/* USDT probes: libhakmem.so (and a program linked with libhakmem.a) carry stapsdt notes hakmem:batch_add, flush_begin, flush_end, policy_choose. */
 #include "testutil.h"
 
 /* Finds "Provider: hakmem" followed by "Name: probe" in readelf -n output and
@@ -44,6 +44,8 @@ static void check_probes(const char *file) {
                 file, probe_args(notes, "flush_begin"));
   ck_assert_msg(probe_args(notes, "flush_end") == 4, "%s: hakmem:flush_end args %d, want 4", file,
                 probe_args(notes, "flush_end"));
+  ck_assert_msg(probe_args(notes, "policy_choose") == 2, "%s: hakmem:policy_choose args %d, want 2",
+                file, probe_args(notes, "policy_choose"));
   free(notes);
 }
 
