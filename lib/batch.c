@@ -271,6 +271,21 @@ uint64_t _hak_batch_pending_bytes(void) {
   return atomic_load_explicit(&B.pending_bytes, memory_order_relaxed);
 }
 
+void _hak_batch_pending_ages(const uint32_t *limit_ms, int n, uint64_t *bytes) {
+  uint32_t now = (uint32_t)_hak_now_ms();
+  for (int i = 0; i < n; i++) bytes[i] = 0;
+  for (int s = 0; s < SHARDS; s++) {
+    shard_t *sh = &B.shard[s];
+    pthread_mutex_lock(&sh->lock);
+    for (uint32_t k = 0; k < sh->n; k++) {
+      uint32_t age = now - sh->q[k].queued_ms;
+      for (int i = 0; i < n; i++)
+        if (age < limit_ms[i]) bytes[i] += sh->q[k].len;
+    }
+    pthread_mutex_unlock(&sh->lock);
+  }
+}
+
 /* A token still held by its range's owner is either queued (its generation
  * not done) or was swept by a flush: then the kernel has had it. */
 bool _hak_batch_released(uint64_t token) {

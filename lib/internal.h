@@ -140,9 +140,10 @@ HAK_INTERNAL void _hak_hist_reset(void);
 /* A freed range handed out again, ms after it was freed; `released`: it had
  * been given to the kernel meanwhile (the reuse faults it back in). */
 HAK_INTERNAL void _hak_reuse_note(uint64_t bytes, uint64_t ms, bool released);
-/* The reuse intervals of this epoch, bytes per log2(ms) bucket (the policy's input). */
+/* The reuse intervals since the last take, bytes per log2(ms) bucket, of
+ * ranges reused before and after their release (the policy's input). */
 #define HAK_REUSE_BUCKETS 16
-HAK_INTERNAL void _hak_reuse_take(uint64_t bytes[HAK_REUSE_BUCKETS]);
+HAK_INTERNAL void _hak_reuse_take(uint64_t kept[HAK_REUSE_BUCKETS], uint64_t released[HAK_REUSE_BUCKETS]);
 
 /* ---- the release policy (policy.c) -------------------------------------*/
 HAK_INTERNAL void _hak_policy_init(void);
@@ -175,6 +176,8 @@ HAK_INTERNAL void _hak_batch_cancel(void *addr, size_t len, uint64_t token, int 
 /* Has the range of this token been through a flush (given to the kernel)? */
 HAK_INTERNAL bool _hak_batch_released(uint64_t token);
 HAK_INTERNAL uint64_t _hak_batch_pending_bytes(void);
+/* bytes[i]: the queued bytes younger than limit_ms[i]. */
+HAK_INTERNAL void _hak_batch_pending_ages(const uint32_t *limit_ms, int n, uint64_t *bytes);
 HAK_INTERNAL void _hak_batch_flush(int why);
 /* What should be flushed now (HAK_FLUSH_WHY_*, or NONE); *next_ms: when the
  * oldest pending range falls due (0: nothing pending or no delay). */

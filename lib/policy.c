@@ -7,11 +7,13 @@
  *        + HAKMEM_MEMORY_WEIGHT (microseconds per MiB held one second)
  *          x the free memory held resident meanwhile.
  *
- * Every epoch scores every arm, not only the one that ran: each reuse of a
- * freed range says how long after its free it came back (telemetry.c), and
- * an arm with delay D would have kept every range that came back within D
- * (holding it that long) and released the others (holding them D, then
- * paying the release and the fault). So no epoch is spent trying a bad arm
+ * Every epoch scores every arm, not only the one that ran. The memory held
+ * is sampled from the queue itself (an arm with delay D holds the queued
+ * bytes younger than D); each reuse of a freed range says how long after
+ * its free it came back (telemetry.c): an arm with delay D would have kept
+ * every range that came back within D and released the others, paying the
+ * release and the fault; and an arm longer than the one that ran would have
+ * held the released ranges longer. So no epoch is spent trying a bad arm
  * (a bandit such as UCB1 must pull each one, and the eager arms cost up to
  * ten times the best on bursty programs); the scores are discounted, so a
  * change of phase outweighs the past within a few epochs. The realised cost
@@ -43,7 +45,7 @@ static const struct {
 #define FIRST_ARM 3               /* 100 ms: lazy enough for bursts, quick to give back */
 
 typedef struct {
-  uint64_t flush_ns, bytes_added, ranges_added, refault_bytes;
+  uint64_t flush_ns, bytes_flushed, ranges_added, refault_bytes;
 } snapshot_t;
 
 static struct {
@@ -52,6 +54,7 @@ static struct {
   int arm;
   bool idle;                      /* the last epoch saw no activity */
   uint64_t epoch_start_ms, last_sample_ms, held_byte_ms;
+  double held[HAK_POLICY_ARMS];   /* byte*ms each arm would have held in the queue */
   snapshot_t at_start;
   uint64_t epochs;
   double est[HAK_POLICY_ARMS];    /* discounted estimated cost, us per second */
@@ -63,13 +66,13 @@ static struct {
 #define LOAD(f) atomic_load_explicit(&_hak_cnt.f, memory_order_relaxed)
 
 static snapshot_t snapshot(void) {
-  return (snapshot_t){LOAD(flush_ns), LOAD(bytes_added), LOAD(ranges_added), LOAD(bytes_reused_released)};
+  return (snapshot_t){LOAD(flush_ns), LOAD(bytes_flushed), LOAD(ranges_added), LOAD(bytes_reused_released)};
 }
 
+static double delay_of(int a);
+
 static void apply(int arm) {
-  uint32_t delay = arms[arm].delay_ms;
-  long long cap = hak_opt(PURGE_CAP_MS);
-  _hak_option_store(HAK_OPT_PURGE_DELAY_MS, delay < cap ? delay : cap);
+  _hak_option_store(HAK_OPT_PURGE_DELAY_MS, (long long)delay_of(arm));
   _hak_option_store(HAK_OPT_BATCH_BYTES, (long long)arms[arm].batch_bytes);
 }
 
@@ -92,27 +95,51 @@ void _hak_policy_init(void) {
 
 /* ---- the estimate ------------------------------------------------------------*/
 
-/* What arm a would have cost over this epoch, in microseconds: reused[b]
- * bytes came back about mid[b] ms after their free; `unused` freed bytes did
- * not come back (yet); `ranges` ranges were queued in len_ms. */
-static double estimate(int a, const uint64_t reused[HAK_REUSE_BUCKETS], double unused,
-                       double ranges, double len_ms) {
-  double d = arms[a].delay_ms, w = (double)hak_opt(MEMORY_WEIGHT) / (1048576.0 * 1000.0);
-  double cost = 0, released = unused;
+static double delay_of(int a) {
+  long long cap = hak_opt(PURGE_CAP_MS);
+  return arms[a].delay_ms < cap ? arms[a].delay_ms : (double)cap;
+}
+
+/* The middle of a reuse bucket, in ms. */
+static double mid_ms(int b) { return b ? 0.75 * (double)(1ull << b) : 0.5; }
+
+typedef struct {
+  uint64_t kept[HAK_REUSE_BUCKETS], released[HAK_REUSE_BUCKETS];
+  double lost;     /* bytes released and not reused (negative when earlier ones came back) */
+  double ranges;   /* ranges queued */
+  double len_ms;
+} epoch_t;
+
+/* What arm a would have cost over the epoch, in microseconds, when arm
+ * `ran` ran: what it holds in the queue (sampled), what it would release
+ * and fault back in, and, when it is lazier than the arm that ran, how much
+ * longer it would have held what that arm released. */
+static double estimate(int a, int ran, const epoch_t *ep) {
+  double d = delay_of(a), dr = delay_of(ran), w = (double)hak_opt(MEMORY_WEIGHT) / (1048576.0 * 1000.0);
+  double hold = P.held[a], refault = 0, released = ep->lost > 0 ? ep->lost : 0;
+  if (d > dr) hold += ep->lost * (d - dr);
   for (int b = 0; b < HAK_REUSE_BUCKETS; b++) {
-    double x = b ? 0.75 * (double)(1ull << b) : 0.5, bytes = (double)reused[b];
-    if (x < d) {
-      cost += w * bytes * x;  /* kept, and reused */
-    } else {
-      cost += w * bytes * d + bytes * REFAULT_PS_PER_BYTE / 1e6;
+    double x = mid_ms(b), bytes = (double)(ep->kept[b] + ep->released[b]);
+    if (x >= d) {
+      refault += bytes;
       released += bytes;
     }
+    if (d > dr && x > dr) hold += (double)ep->released[b] * ((x < d ? x : d) - dr);
   }
-  cost += w * unused * d;
-  cost += released * RELEASE_PS_PER_BYTE / 1e6;
-  double flushes = len_ms / (d > 0.25 ? d : 0.25);
-  cost += (flushes < ranges ? flushes : ranges) * FLUSH_CALL_US;
-  return cost;
+  double flushes = ep->len_ms / (d > 0.25 ? d : 0.25);
+  double cost = w * hold + refault * REFAULT_PS_PER_BYTE / 1e6 + released * RELEASE_PS_PER_BYTE / 1e6 +
+                (flushes < ep->ranges ? flushes : ep->ranges) * FLUSH_CALL_US;
+  return cost > 0 ? cost : 0;
+}
+
+/* The queue now, as each arm would hold it, integrated since the last sample. */
+static void sample_queue(uint64_t now_ms) {
+  uint32_t limits[HAK_POLICY_ARMS];
+  uint64_t bytes[HAK_POLICY_ARMS];
+  for (int a = 0; a < HAK_POLICY_ARMS; a++) limits[a] = (uint32_t)delay_of(a);
+  _hak_batch_pending_ages(limits, HAK_POLICY_ARMS, bytes);
+  double dt = (double)(now_ms - P.last_sample_ms);
+  for (int a = 0; a < HAK_POLICY_ARMS; a++) P.held[a] += (double)bytes[a] * dt;
 }
 
 /* The realised cost of the epoch that just ran, in microseconds. */
@@ -130,20 +157,30 @@ static int best_arm(void) {
   return best;
 }
 
+static void start_epoch(uint64_t now_ms) {
+  P.epoch_start_ms = P.last_sample_ms = now_ms;
+  P.held_byte_ms = 0;
+  for (int a = 0; a < HAK_POLICY_ARMS; a++) P.held[a] = 0;
+  P.at_start = snapshot();
+}
+
 static void score_epoch(uint64_t now_ms) {
   snapshot_t now = snapshot();
-  uint64_t reused[HAK_REUSE_BUCKETS];
-  _hak_reuse_take(reused);
-  double len_ms = (double)(now_ms - P.epoch_start_ms), seconds = len_ms / 1000.0;
-  double added = (double)(now.bytes_added - P.at_start.bytes_added), back = 0;
-  for (int b = 0; b < HAK_REUSE_BUCKETS; b++) back += (double)reused[b];
-  double ranges = (double)(now.ranges_added - P.at_start.ranges_added);
+  epoch_t ep;
+  _hak_reuse_take(ep.kept, ep.released);
+  ep.len_ms = (double)(now_ms - P.epoch_start_ms);
+  double seconds = ep.len_ms / 1000.0, back = 0;
+  for (int b = 0; b < HAK_REUSE_BUCKETS; b++) back += (double)(ep.kept[b] + ep.released[b]);
+  ep.ranges = (double)(now.ranges_added - P.at_start.ranges_added);
+  ep.lost = (double)(now.bytes_flushed - P.at_start.bytes_flushed) -
+            (double)(now.refault_bytes - P.at_start.refault_bytes);
   double real = realised(&now);
-  bool active = added > 0 || back > 0 || now.flush_ns != P.at_start.flush_ns;
+  bool active = ep.ranges > 0 || back > 0 || now.flush_ns != P.at_start.flush_ns ||
+                _hak_batch_pending_bytes() > 0;
   if (active && seconds > 0) {
-    double unused = added > back ? added - back : 0;
+    int ran = P.arm;
     for (int a = 0; a < HAK_POLICY_ARMS; a++) {
-      double e = estimate(a, reused, unused, ranges, len_ms) / seconds;
+      double e = estimate(a, ran, &ep) / seconds;
       P.est[a] = P.scored ? DISCOUNT * P.est[a] + (1 - DISCOUNT) * e : e;
     }
     P.scored = true;
@@ -157,9 +194,7 @@ static void score_epoch(uint64_t now_ms) {
     STAP_PROBE2(hakmem, policy_choose, arm, cost);
   }
   P.idle = !active;
-  P.epoch_start_ms = P.last_sample_ms = now_ms;
-  P.held_byte_ms = 0;
-  P.at_start = now;
+  start_epoch(now_ms);
 }
 
 /* ---- the purge thread's tick ----------------------------------------------------*/
@@ -171,13 +206,12 @@ uint64_t _hak_policy_tick(uint64_t now_ms) {
   if (P.idle) {
     /* Activity after a quiet spell: an epoch starts now. */
     P.idle = false;
-    P.epoch_start_ms = P.last_sample_ms = now_ms;
-    P.held_byte_ms = 0;
-    P.at_start = snapshot();
+    start_epoch(now_ms);
   } else {
     uint64_t held = pending * (now_ms - P.last_sample_ms);
     P.held_byte_ms += held;
     hak_stat_add(held_mib_ms, held >> 20);
+    sample_queue(now_ms);
     P.last_sample_ms = now_ms;
     if (now_ms >= P.epoch_start_ms + EPOCH_MS) score_epoch(now_ms);
   }

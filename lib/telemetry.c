@@ -91,19 +91,21 @@ void _hak_hist_reset(void) {
 
 /* ---- reuse of freed memory ------------------------------------------------------*/
 
-static _Atomic uint64_t reuse_bytes[HAK_REUSE_BUCKETS];  /* this epoch's, by log2(ms) */
+static _Atomic uint64_t reuse_bytes[2][HAK_REUSE_BUCKETS];  /* kept, released: by log2(ms) */
 
 void _hak_reuse_note(uint64_t bytes, uint64_t ms, bool released) {
   unsigned b = ms ? 64u - (unsigned)__builtin_clzll(ms) : 0;  /* 0: < 1 ms, b: [2^(b-1), 2^b) */
   if (b >= HAK_REUSE_BUCKETS) b = HAK_REUSE_BUCKETS - 1;
-  atomic_fetch_add_explicit(&reuse_bytes[b], bytes, memory_order_relaxed);
+  atomic_fetch_add_explicit(&reuse_bytes[released][b], bytes, memory_order_relaxed);
   if (!released) return;
   hak_stat_inc(ranges_reused_released);
   hak_stat_add(bytes_reused_released, bytes);
   _hak_hist_add(HAK_HIST_reuse_delay_ms, ms);
 }
 
-void _hak_reuse_take(uint64_t bytes[HAK_REUSE_BUCKETS]) {
-  for (int b = 0; b < HAK_REUSE_BUCKETS; b++)
-    bytes[b] = atomic_exchange_explicit(&reuse_bytes[b], 0, memory_order_relaxed);
+void _hak_reuse_take(uint64_t kept[HAK_REUSE_BUCKETS], uint64_t released[HAK_REUSE_BUCKETS]) {
+  for (int b = 0; b < HAK_REUSE_BUCKETS; b++) {
+    kept[b] = atomic_exchange_explicit(&reuse_bytes[0][b], 0, memory_order_relaxed);
+    released[b] = atomic_exchange_explicit(&reuse_bytes[1][b], 0, memory_order_relaxed);
+  }
 }
