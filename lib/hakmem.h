@@ -159,7 +159,8 @@ typedef struct hak_stats_s {
   uint64_t arm_delay_ms[HAK_POLICY_ARMS];   /* each arm's purge delay */
   uint64_t arm_batch_bytes[HAK_POLICY_ARMS];/* and its batch byte limit */
   uint64_t arm_pulls[HAK_POLICY_ARMS];      /* epochs each arm ran */
-  double arm_cost[HAK_POLICY_ARMS];         /* its mean cost, microseconds per second */
+  double arm_cost[HAK_POLICY_ARMS];         /* its estimated cost, microseconds per second */
+  double arm_cost_seen[HAK_POLICY_ARMS];    /* its cost measured while it ran (0: never ran) */
   /* the backend */
   int flush_mode;             /* hak_flush_mode_t in use (never AUTO) */
   int flush_mode_requested;   /* what HAKMEM_FLUSH asked for */

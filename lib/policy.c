@@ -230,6 +230,7 @@ void _hak_policy_fill_stats(hak_stats_t *st) {
     st->arm_batch_bytes[a] = arms[a].batch_bytes;
     st->arm_pulls[a] = P.pulls[a];
     st->arm_cost[a] = P.est[a];
+    st->arm_cost_seen[a] = P.pulls[a] ? P.real_sum[a] / (double)P.pulls[a] : 0;
   }
   pthread_mutex_unlock(&P.lock);
 }

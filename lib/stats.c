@@ -114,11 +114,12 @@ static void table_policy(out_t *o, const hak_stats_t *st) {
   }
   put(o, "  %-34s adaptive, arm %d, %llu epochs scored\n", "policy", st->policy_arm,
       (unsigned long long)st->policy_epochs);
-  put(o, "    %-4s %10s %12s %8s %14s\n", "arm", "delay (ms)", "batch (MiB)", "epochs", "cost (us/s)");
+  put(o, "    %-4s %10s %12s %8s %16s %16s\n", "arm", "delay (ms)", "batch (MiB)", "epochs",
+      "estimated us/s", "measured us/s");
   for (int a = 0; a < HAK_POLICY_ARMS; a++)
-    put(o, "    %-4d %10llu %12llu %8llu %14.1f%s\n", a, (unsigned long long)st->arm_delay_ms[a],
+    put(o, "    %-4d %10llu %12llu %8llu %16.1f %16.1f%s\n", a, (unsigned long long)st->arm_delay_ms[a],
         (unsigned long long)(st->arm_batch_bytes[a] >> 20), (unsigned long long)st->arm_pulls[a],
-        st->arm_cost[a], a == st->policy_arm ? "  <- in force" : "");
+        st->arm_cost[a], st->arm_cost_seen[a], a == st->policy_arm ? "  <- in force" : "");
 }
 
 static void format_table(out_t *o, const hak_stats_t *st) {
@@ -165,10 +166,11 @@ static void format_json(out_t *o, const hak_stats_t *st) {
       st->policy_adaptive ? "adaptive" : "fixed", st->policy_arm,
       (unsigned long long)st->policy_epochs);
   for (int a = 0; a < HAK_POLICY_ARMS; a++)
-    put(o, "%s{\"delay_ms\":%llu,\"batch_bytes\":%llu,\"epochs\":%llu,\"cost_us_per_s\":%.1f}",
+    put(o, "%s{\"delay_ms\":%llu,\"batch_bytes\":%llu,\"epochs\":%llu,\"cost_us_per_s\":%.1f,"
+        "\"cost_seen_us_per_s\":%.1f}",
         a ? "," : "", (unsigned long long)st->arm_delay_ms[a],
         (unsigned long long)st->arm_batch_bytes[a], (unsigned long long)st->arm_pulls[a],
-        st->arm_cost[a]);
+        st->arm_cost[a], st->arm_cost_seen[a]);
   put(o, "]}\n");
 }
 
