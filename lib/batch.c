@@ -42,8 +42,12 @@ typedef struct {
   entry_t q[SHARD_CAP];
 } __attribute__((aligned(64))) shard_t;
 
+/* The big arrays live apart, in .bss: zero, and resident only where used. */
+static shard_t shards[SHARDS];
+static entry_t inflight[QMAX];   /* the flush in progress, sorted by address */
+static struct iovec iovs[QMAX];
+
 static struct {
-  shard_t shard[SHARDS];
   _Atomic uint64_t gen;          /* token of the ranges being queued */
   _Atomic uint64_t done_gen;     /* every token below it is out of the kernel's hands */
   _Atomic uint64_t pending, pending_bytes;
@@ -54,8 +58,6 @@ static struct {
   pthread_mutex_t inflight_lock;
   pthread_cond_t inflight_done;
   uint32_t ninflight;
-  entry_t inflight[QMAX];        /* sorted by address */
-  struct iovec iov[QMAX];
   /* the backend: changed under flush_lock and mode_lock, read under either */
   pthread_mutex_t mode_lock;
   const hak_io_backend_t *io;    /* NULL: HAKMEM_FLUSH=off */
@@ -79,7 +81,7 @@ static struct {
 
 static shard_t *shard_of(uintptr_t addr) {
   uint64_t region = addr >> HAK_SEGMENT_SHIFT;
-  return &B.shard[(region * 0x9E3779B97F4A7C15ull) >> 60];
+  return &shards[(region * 0x9E3779B97F4A7C15ull) >> 60];
 }
 
 static void init_conds(void) {
@@ -220,13 +222,13 @@ static void wait_inflight(uintptr_t lo, uintptr_t hi) {
     uint32_t a = 0, b = B.ninflight;
     while (a < b) {
       uint32_t m = (a + b) / 2;
-      if (B.inflight[m].addr < hi) a = m + 1;
+      if (inflight[m].addr < hi) a = m + 1;
       else b = m;
     }
     bool busy = false;
     for (uint32_t i = a; i-- > 0 && !busy;) {
-      if (B.inflight[i].addr + B.inflight[i].len <= lo) break;
-      busy = overlaps(&B.inflight[i], lo, hi);
+      if (inflight[i].addr + inflight[i].len <= lo) break;
+      busy = overlaps(&inflight[i], lo, hi);
     }
     if (!busy) break;
     pthread_cond_wait(&B.inflight_done, &B.inflight_lock);
@@ -275,7 +277,7 @@ void _hak_batch_pending_ages(const uint32_t *limit_ms, int n, uint64_t *bytes) {
   uint32_t now = (uint32_t)_hak_now_ms();
   for (int i = 0; i < n; i++) bytes[i] = 0;
   for (int s = 0; s < SHARDS; s++) {
-    shard_t *sh = &B.shard[s];
+    shard_t *sh = &shards[s];
     pthread_mutex_lock(&sh->lock);
     for (uint32_t k = 0; k < sh->n; k++) {
       uint32_t age = now - sh->q[k].queued_ms;
@@ -401,10 +403,10 @@ static uint32_t submit_all(uint32_t n, uint64_t *bytes_done) {
   for (size_t a = 0; a < sizeof advices / sizeof advices[0] && seen < n; a++) {
     uint32_t k = 0;
     for (uint32_t i = 0; i < n; i++)
-      if (B.inflight[i].advice == advices[a])
-        B.iov[k++] = (struct iovec){(void *)B.inflight[i].addr, B.inflight[i].len};
+      if (inflight[i].advice == advices[a])
+        iovs[k++] = (struct iovec){(void *)inflight[i].addr, inflight[i].len};
     seen += k;
-    if (k) syscalls += submit_group(B.iov, k, (int)advices[a], bytes_done);
+    if (k) syscalls += submit_group(iovs, k, (int)advices[a], bytes_done);
   }
   return syscalls;
 }
@@ -436,14 +438,14 @@ static sweep_t sweep(uint64_t min_age_ms) {
   atomic_store(&B.trigger, 0);
   pthread_mutex_lock(&B.inflight_lock);
   for (int i = 0; i < SHARDS; i++) {
-    shard_t *s = &B.shard[i];
+    shard_t *s = &shards[i];
     pthread_mutex_lock(&s->lock);
     uint32_t kept = 0, taken = 0;
     for (uint32_t k = 0; k < s->n; k++) {
       entry_t *e = &s->q[k];
       uint32_t age = (uint32_t)now - e->queued_ms;
       if (age >= min_age_ms) {
-        B.inflight[sw.n + taken++] = *e;
+        inflight[sw.n + taken++] = *e;
         sw.bytes += e->len;
         continue;
       }
@@ -458,7 +460,7 @@ static sweep_t sweep(uint64_t min_age_ms) {
   }
   atomic_fetch_sub(&B.pending_bytes, sw.bytes);
   if (oldest_left != UINT64_MAX) restamp(oldest_left);
-  sort_entries(B.inflight, sw.n);
+  sort_entries(inflight, sw.n);
   B.ninflight = sw.n;
   pthread_mutex_unlock(&B.inflight_lock);
   return sw;
@@ -482,7 +484,7 @@ static void note_flush(uint32_t n, uint64_t t0, uint64_t t1) {
   _hak_hist_add(HAK_HIST_ranges_per_flush, n);
   uint32_t now = (uint32_t)(t0 / 1000000);
   for (uint32_t i = 0; i < n; i++)
-    _hak_hist_add(HAK_HIST_release_delay_ms, (uint32_t)(now - B.inflight[i].queued_ms));
+    _hak_hist_add(HAK_HIST_release_delay_ms, (uint32_t)(now - inflight[i].queued_ms));
 }
 
 /* Caller holds flush_lock. A delay flush takes the ranges that are due (and
@@ -580,7 +582,6 @@ int _hak_batch_set_mode(int requested) {
 }
 
 void _hak_batch_init(void) {
-  for (int i = 0; i < SHARDS; i++) pthread_mutex_init(&B.shard[i].lock, NULL);
   init_conds();
   _hak_batch_set_mode((int)hak_opt(FLUSH));
 }
@@ -603,13 +604,13 @@ void _hak_batch_atfork_prepare(void) {
   pthread_mutex_lock(&B.flush_lock);
   pthread_mutex_lock(&B.mode_lock);
   pthread_mutex_lock(&B.inflight_lock);
-  for (int i = 0; i < SHARDS; i++) pthread_mutex_lock(&B.shard[i].lock);
+  for (int i = 0; i < SHARDS; i++) pthread_mutex_lock(&shards[i].lock);
   pthread_mutex_lock(&B.wake_lock);
 }
 
 void _hak_batch_atfork_parent(void) {
   pthread_mutex_unlock(&B.wake_lock);
-  for (int i = SHARDS; i-- > 0;) pthread_mutex_unlock(&B.shard[i].lock);
+  for (int i = SHARDS; i-- > 0;) pthread_mutex_unlock(&shards[i].lock);
   pthread_mutex_unlock(&B.inflight_lock);
   pthread_mutex_unlock(&B.mode_lock);
   pthread_mutex_unlock(&B.flush_lock);
