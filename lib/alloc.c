@@ -11,9 +11,22 @@
  * thread's heap is never NULL (a static empty heap stands in before its
  * first malloc), so the fast path does not test it. */
 
+/* The current page of the class, its free list refilled from the page's own
+ * frees if need be: what most slow mallocs come to. */
+static inline void *malloc_current(size_t size) {
+  hak_page_t *pg = _hak_tls_heap->pages[_hak_size_class(size)];
+  if (!pg || (!pg->free && !_hak_page_refill(pg))) return NULL;
+  hak_block_t *b = pg->free;
+  pg->free = b->next;
+  pg->used++;
+  b->key = 0;
+  return b;
+}
+
 static HAK_NOINLINE void *malloc_generic(size_t size) {
   void *p;
   if (size <= HAK_MEDIUM_MAX) {
+    if ((p = malloc_current(size)) != NULL) return p;
     p = _hak_heap_malloc(size);
   } else {
     _hak_ensure_init();
