@@ -39,7 +39,7 @@ static uint64_t now_ns(void) {
 
 /* Mode 0 is the floor: no release at all. */
 static const hak_io_backend_t *backend_of(int mode) {
-  return mode == 0 ? NULL : hak_io_backend(mode);
+  return mode == 0 ? NULL : _hak_io_backend(mode);
 }
 
 static void touch_all(char *base, const struct iovec *iov, int n) {

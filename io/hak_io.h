@@ -38,17 +38,17 @@ typedef struct hak_io_backend_s {
   void (*atfork_child)(void);
 } hak_io_backend_t;
 
-extern const hak_io_backend_t hak_io_loop;
-extern const hak_io_backend_t hak_io_vector;
-extern const hak_io_backend_t hak_io_uring;
+extern const hak_io_backend_t _hak_io_loop;
+extern const hak_io_backend_t _hak_io_vector;
+extern const hak_io_backend_t _hak_io_uring;
 
 /* The backend of a hak_flush_mode_t value (NULL for off), for the allocator
  * and for bench/vm's micro-benchmark, which times the backends directly. */
-const hak_io_backend_t *hak_io_backend(int mode);
+const hak_io_backend_t *_hak_io_backend(int mode);
 
 /* err means "this backend cannot work in this process" (switch to loop for
  * good), rather than "the kernel refused this range". */
-static inline bool hak_io_backend_broken(int err) {
+static inline bool _hak_io_backend_broken(int err) {
   return err == ENOSYS || err == EPERM || err == EBADF || err == EOPNOTSUPP;
 }
 

@@ -2,11 +2,11 @@
 #include "hak_io.h"
 #include "hakmem.h"
 
-const hak_io_backend_t *hak_io_backend(int mode) {
+const hak_io_backend_t *_hak_io_backend(int mode) {
   switch (mode) {
-  case HAK_FLUSH_VECTOR: return &hak_io_vector;
-  case HAK_FLUSH_URING: return &hak_io_uring;
+  case HAK_FLUSH_VECTOR: return &_hak_io_vector;
+  case HAK_FLUSH_URING: return &_hak_io_uring;
   case HAK_FLUSH_OFF: return NULL;
-  default: return &hak_io_loop;
+  default: return &_hak_io_loop;
   }
 }

@@ -34,7 +34,7 @@ static void loop_submit(const struct iovec *iov, size_t n, int advice, hak_io_re
 
 static void loop_atfork_child(void) {}
 
-const hak_io_backend_t hak_io_loop = {
+const hak_io_backend_t _hak_io_loop = {
   .name = "loop",
   .probe = loop_probe,
   .submit = loop_submit,

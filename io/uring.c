@@ -211,7 +211,7 @@ static void uring_atfork_child(void) {
   if (ring_ready) forget_ring();
 }
 
-const hak_io_backend_t hak_io_uring = {
+const hak_io_backend_t _hak_io_uring = {
   .name = "uring",
   .probe = uring_probe,
   .submit = uring_submit,

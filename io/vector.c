@@ -111,7 +111,7 @@ static void vector_submit(const struct iovec *iov, size_t n, int advice, hak_io_
  * PIDFD_SELF or of a fresh pidfd is whoever calls. */
 static void vector_atfork_child(void) {}
 
-const hak_io_backend_t hak_io_vector = {
+const hak_io_backend_t _hak_io_vector = {
   .name = "vector",
   .probe = vector_probe,
   .submit = vector_submit,

@@ -75,7 +75,7 @@ static struct {
   .inflight_lock = PTHREAD_MUTEX_INITIALIZER,
   .mode_lock = PTHREAD_MUTEX_INITIALIZER,
   .wake_lock = PTHREAD_MUTEX_INITIALIZER,
-  .io = &hak_io_loop,
+  .io = &_hak_io_loop,
   .mode = HAK_FLUSH_LOOP,
 };
 
@@ -302,7 +302,7 @@ static void fall_back(const char *what, int err) {
   B.fallback_errno = err;
   snprintf(B.fallback_reason, sizeof B.fallback_reason, "%s: %s (errno %d)", what,
            _hak_errno_name(err), err);
-  B.io = &hak_io_loop;
+  B.io = &_hak_io_loop;
   HAK_STORE(B.mode, HAK_FLUSH_LOOP);
   B.refusals = 0;
   pthread_mutex_unlock(&B.mode_lock);
@@ -346,12 +346,12 @@ static void count_syscalls(int mode, uint32_t n) {
  * if not, the kernel refused the range itself. */
 static void retry_one(const struct iovec *v, int advice, const hak_io_backend_t *io, int err,
                       uint64_t *bytes_done) {
-  if (io == &hak_io_loop) {
+  if (io == &_hak_io_loop) {
     hak_stat_inc(flush_errors);
     return;
   }
   hak_io_result_t r;
-  hak_io_loop.submit(v, 1, advice, &r);
+  _hak_io_loop.submit(v, 1, advice, &r);
   count_syscalls(HAK_FLUSH_LOOP, r.syscalls);
   if (r.err == 0) {
     hak_stat_inc(range_retries);
@@ -386,7 +386,7 @@ static uint32_t submit_group(struct iovec *iov, uint32_t n, int advice, uint64_t
       if (r.ranges_done) B.refusals = 0;
       continue;
     }
-    if (io != &hak_io_loop && hak_io_backend_broken(r.err)) {
+    if (io != &_hak_io_loop && _hak_io_backend_broken(r.err)) {
       fall_back(io->name, r.err);  /* the rest, this range included, goes through loop */
       continue;
     }
@@ -558,17 +558,17 @@ int _hak_batch_set_mode(int requested) {
   pthread_mutex_lock(&B.flush_lock);
   flush_locked(HAK_FLUSH_WHY_EXPLICIT);
   if (requested == HAK_FLUSH_AUTO || requested == HAK_FLUSH_VECTOR) {
-    err = hak_io_vector.probe();
+    err = _hak_io_vector.probe();
     mode = err ? HAK_FLUSH_LOOP : HAK_FLUSH_VECTOR;
     what = "process_madvise probe";
   } else if (requested == HAK_FLUSH_URING) {
-    err = hak_io_uring.probe();
+    err = _hak_io_uring.probe();
     mode = err ? HAK_FLUSH_LOOP : HAK_FLUSH_URING;
     what = "io_uring probe";
   }
   pthread_mutex_lock(&B.mode_lock);
   B.mode_requested = requested;
-  B.io = hak_io_backend(mode);
+  B.io = _hak_io_backend(mode);
   HAK_STORE(B.mode, mode);
   B.refusals = 0;
   B.fallback_errno = 0;
@@ -623,8 +623,8 @@ void _hak_batch_atfork_child(void) {
   init_conds();
   atomic_store(&B.sleeping, 0);
   B.ninflight = 0;
-  hak_io_vector.atfork_child();
-  hak_io_uring.atfork_child();
-  hak_io_loop.atfork_child();
+  _hak_io_vector.atfork_child();
+  _hak_io_uring.atfork_child();
+  _hak_io_loop.atfork_child();
   _hak_batch_atfork_parent();  /* the same locks, held by this same thread */
 }

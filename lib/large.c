@@ -17,7 +17,7 @@
 #include "internal.h"
 
 enum { LIVE = 1, CACHED = 2 };
-#define REG_SHARDS 64
+#define REG_SHARDS 16  /* every lock is held across fork: keep them few */
 #define CACHE_SHARDS 8
 #define NBINS 64
 
@@ -102,7 +102,7 @@ static void node_free(node_t *e) {
 
 static reg_shard_t *reg_of(const void *p) {
   uint64_t x = ((uintptr_t)p >> 12) * 0x9E3779B97F4A7C15ull;
-  return &reg[x >> 58];
+  return &reg[x >> 60];
 }
 
 static size_t slot(const reg_shard_t *r, const void *p) {

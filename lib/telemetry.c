@@ -7,7 +7,7 @@
 
 #include "internal.h"
 
-#define BUCKETS 256
+#define BUCKETS (8 + 61 * 4)  /* up to 2^64 - 1 */
 
 typedef struct {
   _Atomic uint64_t bucket[BUCKETS];
