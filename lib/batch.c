@@ -472,6 +472,7 @@ static void count_flush(int why) {
   case HAK_FLUSH_WHY_COUNT: hak_stat_inc(flush_by_count); break;
   case HAK_FLUSH_WHY_BYTES: hak_stat_inc(flush_by_bytes); break;
   case HAK_FLUSH_WHY_DELAY: hak_stat_inc(flush_by_delay); break;
+  case HAK_FLUSH_WHY_IDLE: hak_stat_inc(flush_by_idle); break;
   default: hak_stat_inc(flush_explicit); break;
   }
 }

@@ -96,6 +96,7 @@ HAK_EXPORT long long hak_option_get(const char *name);
   X(flush_by_count, C, "  by count")                                          \
   X(flush_by_bytes, C, "  by bytes")                                          \
   X(flush_by_delay, C, "  by delay")                                          \
+  X(flush_by_idle, C, "  by quiet program")                                   \
   X(flush_explicit, C, "  explicit/exit")                                     \
   X(flush_errors, C, "flush errors (kernel refused)")                         \
   X(range_retries, C, "ranges retried with madvise")                          \

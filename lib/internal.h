@@ -36,7 +36,6 @@
 #define HAK_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define HAK_INTERNAL    __attribute__((visibility("hidden")))
 #define HAK_NOINLINE    __attribute__((noinline))
-#define HAK_COLD        __attribute__((noinline, cold))
 
 /* Relaxed atomic access to plain fields that one thread writes and others
  * may read (page owner, capacity): a plain mov, but race-free for TSan. */
@@ -99,7 +98,6 @@ HAK_INTERNAL extern _Atomic long long _hak_opt_v[HAK_OPT_COUNT];
 HAK_INTERNAL void _hak_options_init(void);              /* read the environment */
 HAK_INTERNAL int _hak_option_find(const char *name);    /* id, or -1 */
 HAK_INTERNAL bool _hak_option_parse(int id, const char *value);  /* store; false if malformed */
-HAK_INTERNAL const char *_hak_option_name(int id);
 HAK_INTERNAL void _hak_option_stats_file(char *buf, size_t n);   /* HAKMEM_STATS_FILE */
 HAK_INTERNAL void _hak_option_store(int id, long long value);     /* a value chosen by hakmem */
 HAK_INTERNAL bool _hak_option_from_env(int id);                   /* was it in the environment? */
@@ -168,7 +166,7 @@ HAK_INTERNAL const char *_hak_errno_name(int err);
  * that flush to end. A range is cancelled from the same 4 MiB region it was
  * queued from (the queue is sharded by it). Adding never flushes. */
 enum { HAK_FLUSH_WHY_NONE = -1, HAK_FLUSH_WHY_COUNT, HAK_FLUSH_WHY_BYTES, HAK_FLUSH_WHY_DELAY,
-       HAK_FLUSH_WHY_EXPLICIT };
+       HAK_FLUSH_WHY_EXPLICIT, HAK_FLUSH_WHY_IDLE };
 enum { HAK_CANCEL_REUSE, HAK_CANCEL_UNMAP };
 HAK_INTERNAL void _hak_batch_init(void);
 HAK_INTERNAL uint64_t _hak_batch_add(void *addr, size_t len);

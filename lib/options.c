@@ -46,8 +46,6 @@ int _hak_option_find(const char *name) {
   return -1;
 }
 
-const char *_hak_option_name(int id) { return descs[id].name; }
-
 /* ---- parsing ---------------------------------------------------------------*/
 
 /* "64", "64k", "4M", "1G" (binary units, optional trailing B/iB). */

@@ -1,4 +1,4 @@
-/* The release policy. HAKMEM_POLICY=adaptive chooses, epoch by epoch (100 ms
+/* The release policy. HAKMEM_POLICY=adaptive chooses, epoch by epoch (50 ms
  * of activity), among a few settings of the purge delay and the batch byte
  * limit (the arms), the one that would have cost least:
  *
@@ -20,13 +20,16 @@
  * of the arm that ran is kept too, to check the estimate against.
  *
  * The delay never exceeds HAKMEM_PURGE_CAP_MS (1 s): nothing free stays
- * resident longer because of the policy. Everything here runs on the purge
+ * resident longer because of the policy. And an epoch in which the program
+ * neither frees nor reuses memory says it went quiet: what is pending goes
+ * back then, whatever the arm (what comes back after a pause pays a fault;
+ * what does not is not held for nothing). Everything here runs on the purge
  * thread; malloc and free never see it. */
 #include <sys/sdt.h>
 
 #include "internal.h"
 
-#define EPOCH_MS 100
+#define EPOCH_MS 50
 #define DISCOUNT 0.7              /* weight of the past per epoch */
 /* Measured on the project machine (kernel 6.18): a 4 KiB page faulted back
  * in and zeroed costs 0.36 ns/byte, a transparent huge page 0.05 ns/byte;
@@ -175,8 +178,9 @@ static void score_epoch(uint64_t now_ms) {
   ep.lost = (double)(now.bytes_flushed - P.at_start.bytes_flushed) -
             (double)(now.refault_bytes - P.at_start.refault_bytes);
   double real = realised(&now);
-  bool active = ep.ranges > 0 || back > 0 || now.flush_ns != P.at_start.flush_ns ||
-                _hak_batch_pending_bytes() > 0;
+  bool busy = ep.ranges > 0 || back > 0;  /* the program freed or reused memory */
+  bool active = busy || now.flush_ns != P.at_start.flush_ns || _hak_batch_pending_bytes() > 0;
+  if (!busy && _hak_batch_pending_bytes() > 0) _hak_batch_flush(HAK_FLUSH_WHY_IDLE);
   if (active && seconds > 0) {
     int ran = P.arm;
     for (int a = 0; a < HAK_POLICY_ARMS; a++) {

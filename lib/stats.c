@@ -250,7 +250,9 @@ void _hak_stats_at_exit(void) {
   if (pattern[0]) {
     fd = expand(pattern, path, sizeof path) ? open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644) : -1;
     if (fd < 0) {
-      _hak_warn("cannot open HAKMEM_STATS_FILE %s\n", pattern);
+      /* Children inherit the variable; one that dropped privileges may not
+       * write there, and its stderr may be checked by its parent. */
+      if (hak_opt(VERBOSE)) _hak_warn("cannot open HAKMEM_STATS_FILE %s\n", pattern);
       return;
     }
   } else {
