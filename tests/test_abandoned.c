@@ -21,12 +21,6 @@ static void *producer(void *arg) {
   return NULL;
 }
 
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 START_TEST(exited_threads_pages_released) {
   tu_opts_t o = {0};
   tu_quiet(&o);
@@ -47,7 +41,7 @@ START_TEST(exited_threads_pages_released) {
   /* No allocator call from here on: only the purge thread can act. */
   hak_stats_t b;
   for (int waited = 0; waited < 5000; waited += 20) {
-    sleep_ms(20);
+    tu_sleep_ms(20);
     b = tu_stats();
     if (b.abandoned_pages_released > a.abandoned_pages_released && b.pending_ranges == 0) break;
   }

@@ -3,12 +3,6 @@
 
 #include "testutil.h"
 
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 static uint64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -35,7 +29,7 @@ START_TEST(keeps_memory_that_comes_back) {
       memset(v[i], 1, 4 * MiB);
     }
     for (int i = 0; i < N; i++) hak_free(v[i]);
-    sleep_ms(30);
+    tu_sleep_ms(30);
   }
   hak_stats_t s = tu_stats();
   ck_assert_int_eq(s.policy_adaptive, 1);
@@ -60,7 +54,7 @@ START_TEST(gives_back_memory_that_does_not) {
     memset(p, 1, sz);
     hak_free(p);
     sz += 64 * KiB;
-    sleep_ms(5);
+    tu_sleep_ms(5);
   }
   hak_stats_t s = tu_stats();
   ck_assert_msg(s.policy_epochs >= 3, "only %llu epochs scored", (unsigned long long)s.policy_epochs);
@@ -81,7 +75,7 @@ START_TEST(delay_within_cap) {
     void *p = hak_malloc(2 * MiB);
     memset(p, 1, 2 * MiB);
     hak_free(p);
-    sleep_ms(20);
+    tu_sleep_ms(20);
     long long d = hak_option_get("PURGE_DELAY_MS");
     ck_assert_msg(d >= 0 && d <= 40, "delay %lld above the 40 ms cap", d);
   }
@@ -103,7 +97,7 @@ START_TEST(explicit_settings_fix_the_policy) {
   for (int i = 0; i < 20; i++) {
     void *p = hak_malloc(1 * MiB);
     hak_free(p);
-    sleep_ms(10);
+    tu_sleep_ms(10);
   }
   ck_assert_int_eq(hak_option_get("PURGE_DELAY_MS"), 77);
   hak_stats_t s = tu_stats();

@@ -3,12 +3,6 @@
 
 #include "testutil.h"
 
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 static void ordered(const char *what, const hak_percentiles_t *h) {
   ck_assert_msg(h->p50 <= h->p95 && h->p95 <= h->p99 && h->p99 <= h->max,
                 "%s: p50 %llu p95 %llu p99 %llu max %llu out of order", what,
@@ -59,7 +53,7 @@ START_TEST(release_waits_the_delay) {
   }
   for (int i = 0; i < 6; i++) {
     hak_free(v[i]);
-    sleep_ms(25);
+    tu_sleep_ms(25);
   }
   hak_stats_t s;
   TU_WAIT_STATS(s, s.pending_ranges == 0);

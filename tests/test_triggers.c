@@ -75,12 +75,6 @@ START_TEST(bytes_trigger) {
 }
 END_TEST
 
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 /* Some allocator activity that cannot reuse the queued large blocks. */
 static void small_activity(int n) {
   for (int i = 0; i < n; i++) {
@@ -98,7 +92,7 @@ START_TEST(delay_trigger) {
   hak_stats_reset();
   queue_blocks(3, 512 * KiB);
   ck_assert_uint_ge(tu_stats().ranges_added, 3);
-  sleep_ms(300);
+  tu_sleep_ms(300);
   ck_assert_msg(tu_stats().pending_ranges >= 3, "flushed with no activity and no purge thread");  /* well past the delay: the next activity must flush */
   small_activity(1);
   hak_stats_t a = tu_stats();
@@ -125,7 +119,7 @@ START_TEST(delay_flush_without_activity) {
   queue_blocks(3, 512 * KiB);
   hak_stats_t a = tu_stats();
   for (int i = 0; i < 100 && a.pending_ranges > 0; i++) {  /* up to 5 s: no timing asserted */
-    sleep_ms(50);
+    tu_sleep_ms(50);
     a = tu_stats();
   }
   ck_assert_msg(a.pending_ranges == 0, "%llu ranges still queued 5 s after a 20 ms delay",
@@ -150,12 +144,12 @@ START_TEST(delay_flush_after_reuse_emptied_queue) {
   void *q = hak_malloc(1 * MiB);     /* the same block from the cache: taken back */
   ck_assert_ptr_eq(q, p);
   ck_assert_uint_eq(tu_stats().pending_ranges, 0);
-  sleep_ms(100);                     /* the first range's delay passes with nothing queued */
+  tu_sleep_ms(100);                     /* the first range's delay passes with nothing queued */
   hak_stats_reset();
   hak_free(q);                       /* queued again */
   hak_stats_t a = tu_stats();
   for (int i = 0; i < 100 && a.pending_ranges > 0; i++) {  /* up to 5 s: no timing asserted */
-    sleep_ms(50);
+    tu_sleep_ms(50);
     a = tu_stats();
   }
   ck_assert_msg(a.pending_ranges == 0, "the range queued after the reuse was never flushed");

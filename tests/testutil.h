@@ -17,6 +17,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hakmem.h"
@@ -85,6 +86,13 @@ static inline hak_stats_t tu_stats(void) {
   memset(&st, 0, sizeof st);
   hak_stats(&st);
   return st;
+}
+
+/* Sleeps ms milliseconds, whatever signals arrive. */
+static inline void tu_sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
 }
 
 /* A limit reached by a free is flushed by the purge thread, soon after, not
@@ -382,25 +390,28 @@ static inline char *tu_run_report(const char *const *argv, const char *const *ex
  * Used where the test changes the process for good (seccomp, fork checks). */
 typedef void (*tu_child_fn)(void *arg, void *result, size_t result_size);
 
+/* The child's side: run fn, write its result block to the pipe, exit. */
+static inline _Noreturn void tu_child_side(tu_child_fn fn, void *arg, void *result, size_t size,
+                                           const int fds[2]) {
+  close(fds[0]);
+  memset(result, 0, size);
+  fn(arg, result, size);
+  const char *b = result;
+  for (size_t done = 0; done < size;) {
+    ssize_t w = write(fds[1], b + done, size - done);
+    if (w <= 0) _exit(3);
+    done += (size_t)w;
+  }
+  _exit(0);
+}
+
 static inline int tu_in_child(tu_child_fn fn, void *arg, void *result, size_t size) {
   int fds[2];
   ck_assert(pipe(fds) == 0);
   fflush(NULL);
   pid_t pid = fork();
   ck_assert(pid >= 0);
-  if (pid == 0) {
-    close(fds[0]);
-    memset(result, 0, size);
-    fn(arg, result, size);
-    const char *b = result;
-    size_t done = 0;
-    while (done < size) {
-      ssize_t w = write(fds[1], b + done, size - done);
-      if (w <= 0) _exit(3);
-      done += (size_t)w;
-    }
-    _exit(0);
-  }
+  if (pid == 0) tu_child_side(fn, arg, result, size, fds);
   close(fds[1]);
   size_t got = 0;
   while (got < size) {
@@ -519,18 +530,7 @@ static inline int tu_in_child_bounded(tu_child_fn fn, void *arg, void *result, s
   fflush(NULL);
   pid_t pid = fork();
   ck_assert(pid >= 0);
-  if (pid == 0) {
-    close(fds[0]);
-    memset(result, 0, size);
-    fn(arg, result, size);
-    const char *b = result;
-    for (size_t done = 0; done < size;) {
-      ssize_t w = write(fds[1], b + done, size - done);
-      if (w <= 0) _exit(3);
-      done += (size_t)w;
-    }
-    _exit(0);
-  }
+  if (pid == 0) tu_child_side(fn, arg, result, size, fds);
   close(fds[1]);
   int st = 0;
   int hung = tu_wait_bounded(pid, secs, &st);
