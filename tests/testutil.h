@@ -405,7 +405,8 @@ static inline _Noreturn void tu_child_side(tu_child_fn fn, void *arg, void *resu
   _exit(0);
 }
 
-static inline int tu_in_child(tu_child_fn fn, void *arg, void *result, size_t size) {
+/* Forks a child that runs fn; returns its pid and the pipe's read end in *rfd. */
+static inline pid_t tu_fork_child(tu_child_fn fn, void *arg, void *result, size_t size, int *rfd) {
   int fds[2];
   ck_assert(pipe(fds) == 0);
   fflush(NULL);
@@ -413,14 +414,27 @@ static inline int tu_in_child(tu_child_fn fn, void *arg, void *result, size_t si
   ck_assert(pid >= 0);
   if (pid == 0) tu_child_side(fn, arg, result, size, fds);
   close(fds[1]);
+  *rfd = fds[0];
+  return pid;
+}
+
+/* Reads the child's result block; returns the bytes read and closes fd. */
+static inline size_t tu_read_result(int fd, void *result, size_t size) {
   size_t got = 0;
   while (got < size) {
-    ssize_t r = read(fds[0], (char *)result + got, size - got);
+    ssize_t r = read(fd, (char *)result + got, size - got);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;
     got += (size_t)r;
   }
-  close(fds[0]);
+  close(fd);
+  return got;
+}
+
+static inline int tu_in_child(tu_child_fn fn, void *arg, void *result, size_t size) {
+  int fd;
+  pid_t pid = tu_fork_child(fn, arg, result, size, &fd);
+  size_t got = tu_read_result(fd, result, size);
   int st = 0;
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
   }
@@ -525,25 +539,16 @@ static inline int tu_probe_uring(void) {
  * the wait status (never 0). */
 static inline int tu_in_child_bounded(tu_child_fn fn, void *arg, void *result, size_t size,
                                       int secs) {
-  int fds[2];
-  ck_assert(pipe(fds) == 0);
-  fflush(NULL);
-  pid_t pid = fork();
-  ck_assert(pid >= 0);
-  if (pid == 0) tu_child_side(fn, arg, result, size, fds);
-  close(fds[1]);
+  int fd;
+  pid_t pid = tu_fork_child(fn, arg, result, size, &fd);
   int st = 0;
   int hung = tu_wait_bounded(pid, secs, &st);
-  size_t got = 0;
-  fcntl(fds[0], F_SETFL, O_NONBLOCK);
-  while (!hung && got < size) {
-    ssize_t r = read(fds[0], (char *)result + got, size - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += (size_t)r;
+  if (hung) {
+    close(fd);
+    return -1;
   }
-  close(fds[0]);
-  if (hung) return -1;
+  fcntl(fd, F_SETFL, O_NONBLOCK);  /* the child is gone: read what it left */
+  size_t got = tu_read_result(fd, result, size);
   if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && got == size) return 0;
   return st ? st : 0x7f00;
 }
