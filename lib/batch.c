@@ -49,6 +49,7 @@ static struct iovec iovs[QMAX];
 
 static struct {
   _Atomic uint64_t gen;          /* token of the ranges being queued */
+  _Atomic uint64_t gen_ms;       /* the millisecond whose ranges it is */
   _Atomic uint64_t done_gen;     /* every token below it is out of the kernel's hands */
   _Atomic uint64_t pending, pending_bytes;
   _Atomic uint64_t oldest_ms;    /* queue time of the oldest range (| 1), 0 when empty */
@@ -156,7 +157,12 @@ uint64_t _hak_batch_add(void *addr, size_t len) {
   }
   uint64_t now = _hak_now_ms();
   /* Read under the shard lock: a flush that takes this range has a
-   * generation no newer than the token (see sweep). */
+   * generation no newer than the token (see sweep). A new millisecond moves
+   * the generation too: a delay flush takes ranges by age, so the ranges it
+   * leaves have newer tokens than those it takes, and the done generation
+   * can pass the latter (the owners learn they were released). */
+  uint64_t stamp = atomic_load_explicit(&B.gen_ms, memory_order_relaxed);
+  if (stamp != now && atomic_compare_exchange_strong(&B.gen_ms, &stamp, now)) atomic_fetch_add(&B.gen, 1);
   uint64_t token = atomic_load(&B.gen);
   s->q[s->n++] = (entry_t){(uintptr_t)addr, len, token, (uint32_t)hak_opt(ADVICE), (uint32_t)now};
   uint64_t pending = atomic_fetch_add(&B.pending, 1) + 1;
