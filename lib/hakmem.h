@@ -162,6 +162,14 @@ typedef struct hak_stats_s {
   uint64_t arm_pulls[HAK_POLICY_ARMS];      /* epochs each arm ran */
   double arm_cost[HAK_POLICY_ARMS];         /* its estimated cost, microseconds per second */
   double arm_cost_seen[HAK_POLICY_ARMS];    /* its cost measured while it ran (0: never ran) */
+  uint64_t policy_pauses;     /* times the program went quiet, and the rule learned from it */
+  int pause_hold;             /* the rule: 1 hold free memory through pauses, 0 give it back */
+  double pause_cost_give_back;/* estimated cost per pause of giving it back, microseconds */
+  double pause_cost_hold;     /* ... of holding it */
+  double refault_ps_small;    /* measured cost of faulting memory back in, ps per byte: 4 KiB pages */
+  double refault_ps_huge;     /* ... transparent huge pages */
+  double refault_ps;          /* ... the mix this program reuses (what the policy assumes) */
+  double release_ps;          /* measured cost of giving memory back, ps per byte (its flushes) */
   /* the backend */
   int flush_mode;             /* hak_flush_mode_t in use (never AUTO) */
   int flush_mode_requested;   /* what HAKMEM_FLUSH asked for */

@@ -121,6 +121,7 @@ HAK_INTERNAL void *_hak_os_map(size_t size);                 /* NULL on failure 
 HAK_INTERNAL void *_hak_os_map_aligned(size_t size, size_t align);
 HAK_INTERNAL void _hak_os_unmap(void *p, size_t size);
 HAK_INTERNAL void _hak_os_hugepage_hint(void *p, size_t size);
+HAK_INTERNAL double _hak_os_refault_ps_per_byte(bool huge);
 HAK_INTERNAL uint64_t _hak_now_ns(void);                     /* CLOCK_MONOTONIC */
 static inline uint64_t _hak_now_ms(void) { return _hak_now_ns() / 1000000; }
 
@@ -139,9 +140,16 @@ HAK_INTERNAL void _hak_hist_reset(void);
  * been given to the kernel meanwhile (the reuse faults it back in). */
 HAK_INTERNAL void _hak_reuse_note(uint64_t bytes, uint64_t ms, bool released);
 /* The reuse intervals since the last take, bytes per log2(ms) bucket, of
- * ranges reused before and after their release (the policy's input). */
+ * ranges reused before and after their release (the policy's input):
+ * bytes[across][released][bucket], across = freed before the program went
+ * quiet (the mark) and reused after. */
 #define HAK_REUSE_BUCKETS 16
-HAK_INTERNAL void _hak_reuse_take(uint64_t kept[HAK_REUSE_BUCKETS], uint64_t released[HAK_REUSE_BUCKETS]);
+typedef struct {
+  uint64_t bytes[2][2][HAK_REUSE_BUCKETS];
+  uint64_t huge;  /* of all those bytes, the ones in ranges of at least a huge page */
+} hak_reuse_t;
+HAK_INTERNAL void _hak_reuse_take(hak_reuse_t *r);
+HAK_INTERNAL void _hak_reuse_mark_quiet(uint64_t now_ms);
 
 /* ---- the release policy (policy.c) -------------------------------------*/
 HAK_INTERNAL void _hak_policy_init(void);

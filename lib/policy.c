@@ -21,9 +21,11 @@
  *
  * The delay never exceeds HAKMEM_PURGE_CAP_MS (1 s): nothing free stays
  * resident longer because of the policy. And an epoch in which the program
- * neither frees nor reuses memory says it went quiet: what is pending goes
- * back then, whatever the arm (what comes back after a pause pays a fault;
- * what does not is not held for nothing). Everything here runs on the purge
+ * neither frees nor reuses memory says it went quiet: what is pending then
+ * goes back or is held through the pause, as the pause rule below learned
+ * from the earlier pauses (the arms answer for the program's active time
+ * only: reuse across a pause would otherwise make every arm look too eager
+ * when the rule gives memory back anyway). Everything here runs on the purge
  * thread; malloc and free never see it. */
 #include <sys/sdt.h>
 
@@ -31,12 +33,14 @@
 
 #define EPOCH_MS 50
 #define DISCOUNT 0.7              /* weight of the past per epoch */
-/* Measured on the project machine (kernel 6.18): a 4 KiB page faulted back
- * in and zeroed costs 0.36 ns/byte, a transparent huge page 0.05 ns/byte;
- * MADV_DONTNEED of 4 KiB pages 0.07 ns/byte; a flush call with its TLB
- * shootdown some 20 us. */
-#define REFAULT_PS_PER_BYTE 300.0
-#define RELEASE_PS_PER_BYTE 70.0
+/* Until measured, what they cost on the project machine (kernel 6.18, KVM):
+ * a refault 0.3 ns a byte in 4 KiB pages, 0.02 in huge pages (os.c measures
+ * both at start); giving memory back 0.07 ns a byte (measured on the
+ * program's own flushes, which pay its TLB shootdowns); and a flush call
+ * some 20 us on top. */
+#define REFAULT_PS_SMALL 300.0
+#define REFAULT_PS_HUGE 20.0
+#define RELEASE_PS 70.0
 #define FLUSH_CALL_US 20.0
 
 static const struct {
@@ -47,8 +51,14 @@ static const struct {
 };
 #define FIRST_ARM 3               /* 100 ms: lazy enough for bursts, quick to give back */
 
+#define OUT_SLOTS 32  /* epochs of released memory followed: more than the cap */
 typedef struct {
-  uint64_t flush_ns, bytes_flushed, ranges_added, refault_bytes;
+  double bytes, delay;  /* still out; the delay of the arm that gave it back */
+  uint64_t at_ms;
+} out_t;
+
+typedef struct {
+  uint64_t flush_ns, bytes_flushed, ranges_added, refault_bytes, bytes_added, bytes_cancelled;
 } snapshot_t;
 
 static struct {
@@ -64,12 +74,32 @@ static struct {
   bool scored;
   uint64_t pulls[HAK_POLICY_ARMS];
   double real_sum[HAK_POLICY_ARMS];
-} P = {.lock = PTHREAD_MUTEX_INITIALIZER, .arm = FIRST_ARM, .idle = true};
+  /* the pause rule: what happens to free memory when the program goes quiet */
+  bool quiet;                     /* no free or reuse since the program went quiet */
+  bool hold_pauses;               /* hold it through (else give it back at once) */
+  bool pause_open;                /* the last pause's account is still being kept */
+  uint64_t pauses;
+  double stake;                   /* free bytes left since the last quiet */
+  double pause_stake;             /* ... at the last quiet: what its pause decides on */
+  double across[HAK_REUSE_BUCKETS]; /* of those, reused since, by reuse interval */
+  double pause_cost[2];           /* discounted cost per pause (us): give back, hold */
+  /* what the arm that ran gave back and is still out (see out_add) */
+  out_t out[OUT_SLOTS];
+  int out_head;
+  double out_due[HAK_POLICY_ARMS]; /* charged at a pause, for the next epoch scored */
+  /* the cost of a refault here: 4 KiB pages, huge pages, and the mix reused */
+  bool measured;
+  double refault_ps[2], huge_share, refault;
+  double release;                 /* ps per byte given back, from the flushes */
+} P = {.lock = PTHREAD_MUTEX_INITIALIZER, .arm = FIRST_ARM, .idle = true,
+       .refault_ps = {REFAULT_PS_SMALL, REFAULT_PS_HUGE}, .refault = REFAULT_PS_SMALL,
+       .release = RELEASE_PS};
 
 #define LOAD(f) atomic_load_explicit(&_hak_cnt.f, memory_order_relaxed)
 
 static snapshot_t snapshot(void) {
-  return (snapshot_t){LOAD(flush_ns), LOAD(bytes_flushed), LOAD(ranges_added), LOAD(bytes_reused_released)};
+  return (snapshot_t){LOAD(flush_ns),  LOAD(bytes_flushed), LOAD(ranges_added), LOAD(bytes_reused_released),
+                      LOAD(bytes_added), LOAD(bytes_cancelled)};
 }
 
 static double delay_of(int a);
@@ -111,7 +141,64 @@ typedef struct {
   double lost;     /* bytes released and not reused (negative when earlier ones came back) */
   double ranges;   /* ranges queued */
   double len_ms;
+  double out_hold[HAK_POLICY_ARMS];  /* byte*ms a lazier arm would have held of what went out */
 } epoch_t;
+
+/* ---- what went out ----------------------------------------------------------------
+ * The memory the arm that ran gave back and the program has not taken again,
+ * by when it went back. A lazier arm would have held it until its own delay
+ * ran out: it is charged for that when the delay runs out, not at once, for
+ * most of it may come back first (and is then charged for the time it was
+ * out, in estimate()). Charging at once and crediting at the return would
+ * weigh the two differently under the discount, and make the lazy arms look
+ * worse after every release and better after every return. */
+
+static void out_add(uint64_t now_ms, double bytes, double delay) {
+  if (bytes <= 0) return;
+  P.out_head = (P.out_head + 1) % OUT_SLOTS;
+  P.out[P.out_head] = (out_t){bytes, delay, now_ms};
+}
+
+/* Released memory reused: out of the oldest slots first. */
+static void out_take(double bytes) {
+  for (int k = 1; k <= OUT_SLOTS && bytes > 0; k++) {
+    out_t *o = &P.out[(P.out_head + k) % OUT_SLOTS];
+    double take = o->bytes < bytes ? o->bytes : bytes;
+    o->bytes -= take;
+    bytes -= take;
+  }
+}
+
+/* For each arm, what went out and stayed out until that arm's delay ran out
+ * within (t0, t1]: that arm would have held it for its whole delay. */
+static void out_charge(uint64_t t0, uint64_t t1, double hold[HAK_POLICY_ARMS]) {
+  for (int a = 0; a < HAK_POLICY_ARMS; a++) {
+    hold[a] = 0;
+    for (int k = 0; k < OUT_SLOTS; k++) {
+      const out_t *o = &P.out[k];
+      double extra = delay_of(a) - o->delay;
+      if (o->bytes <= 0 || extra <= 0) continue;
+      if ((double)(t0 - o->at_ms) < extra && (double)(t1 - o->at_ms) >= extra) hold[a] += o->bytes * extra;
+    }
+  }
+}
+
+/* The program went quiet and what is out stays out: the pause rule gives
+ * back what is still queued now, so a lazier arm would have held what went
+ * out until now, and no longer. */
+static void out_settle(uint64_t now_ms) {
+  for (int k = 0; k < OUT_SLOTS; k++) {
+    out_t *o = &P.out[k];
+    double age = (double)(now_ms - o->at_ms);
+    for (int a = 0; a < HAK_POLICY_ARMS && o->bytes > 0; a++) {
+      double extra = delay_of(a) - o->delay;
+      if (extra > 0 && age < extra) P.out_due[a] += o->bytes * age;
+    }
+    o->bytes = 0;
+  }
+}
+
+/* ---- the estimate of every arm ----------------------------------------------------*/
 
 /* What arm a would have cost over the epoch, in microseconds, when arm
  * `ran` ran: what it holds in the queue (sampled), what it would release
@@ -119,8 +206,7 @@ typedef struct {
  * longer it would have held what that arm released. */
 static double estimate(int a, int ran, const epoch_t *ep) {
   double d = delay_of(a), dr = delay_of(ran), w = (double)hak_opt(MEMORY_WEIGHT) / (1048576.0 * 1000.0);
-  double hold = P.held[a], refault = 0, released = ep->lost > 0 ? ep->lost : 0;
-  if (d > dr) hold += ep->lost * (d - dr);
+  double hold = P.held[a] + ep->out_hold[a], refault = 0, released = ep->lost > 0 ? ep->lost : 0;
   for (int b = 0; b < HAK_REUSE_BUCKETS; b++) {
     double x = mid_ms(b), bytes = (double)(ep->kept[b] + ep->released[b]);
     if (x >= d) {
@@ -130,7 +216,7 @@ static double estimate(int a, int ran, const epoch_t *ep) {
     if (d > dr && x > dr) hold += (double)ep->released[b] * ((x < d ? x : d) - dr);
   }
   double flushes = ep->len_ms / (d > 0.25 ? d : 0.25);
-  double cost = w * hold + refault * REFAULT_PS_PER_BYTE / 1e6 + released * RELEASE_PS_PER_BYTE / 1e6 +
+  double cost = w * hold + refault * P.refault / 1e6 + released * P.release / 1e6 +
                 (flushes < ep->ranges ? flushes : ep->ranges) * FLUSH_CALL_US;
   return cost > 0 ? cost : 0;
 }
@@ -149,14 +235,16 @@ static void sample_queue(uint64_t now_ms) {
 static double realised(const snapshot_t *now) {
   double w = (double)hak_opt(MEMORY_WEIGHT) / (1048576.0 * 1000.0);
   return (double)(now->flush_ns - P.at_start.flush_ns) / 1e3 +
-         (double)(now->refault_bytes - P.at_start.refault_bytes) * REFAULT_PS_PER_BYTE / 1e6 +
+         (double)(now->refault_bytes - P.at_start.refault_bytes) * P.refault / 1e6 +
          w * (double)P.held_byte_ms;
 }
 
+/* A margin against dithering: a change must save 2%, and at least a
+ * millisecond of CPU per second (less is not worth the disturbance). */
 static int best_arm(void) {
   int best = P.arm;
   for (int a = 0; a < HAK_POLICY_ARMS; a++)
-    if (P.est[a] < P.est[best] * 0.98) best = a;  /* a margin against dithering */
+    if (P.est[a] < P.est[best] * 0.98 && P.est[a] < P.est[best] - 1000) best = a;
   return best;
 }
 
@@ -167,22 +255,130 @@ static void start_epoch(uint64_t now_ms) {
   P.at_start = snapshot();
 }
 
+/* ---- the pause rule -------------------------------------------------------------
+ * When the program goes quiet (an epoch without a free or a reuse), the free
+ * memory it left is either given back at once or held through the pause (the
+ * arm's delay, within the cap, still applies). Which costs less is learned
+ * pause by pause, from what came back after each: given back, every byte that
+ * came back was faulted in again; held, each byte was held until it came back,
+ * and what never came back was held for the cap. Until a pause has been seen,
+ * memory goes back: a program that goes quiet for good gets its RSS down. */
+
+static void close_pause(void) {
+  if (!P.pause_open) return;
+  double w = (double)hak_opt(MEMORY_WEIGHT) / (1048576.0 * 1000.0), cap = (double)hak_opt(PURGE_CAP_MS);
+  double reused = 0, held = 0, refault = 0;
+  for (int b = 0; b < HAK_REUSE_BUCKETS; b++) {
+    double x = mid_ms(b), bytes = P.across[b];
+    reused += bytes;
+    held += bytes * (x < cap ? x : cap);
+    if (x >= cap) refault += bytes;
+  }
+  double left = P.pause_stake > reused ? P.pause_stake - reused : 0;
+  double give_back = reused * P.refault / 1e6 + P.pause_stake * P.release / 1e6 + FLUSH_CALL_US;
+  double hold = w * (held + left * cap) + refault * P.refault / 1e6 +
+                (left + refault) * P.release / 1e6;
+  bool first = P.pauses == 0;
+  P.pause_cost[0] = first ? give_back : DISCOUNT * P.pause_cost[0] + (1 - DISCOUNT) * give_back;
+  P.pause_cost[1] = first ? hold : DISCOUNT * P.pause_cost[1] + (1 - DISCOUNT) * hold;
+  P.hold_pauses = P.pause_cost[1] < P.pause_cost[0];
+  P.pauses++;
+  P.pause_open = false;
+}
+
+static void go_quiet(uint64_t now_ms) {
+  close_pause();
+  P.quiet = P.pause_open = true;
+  P.pause_stake = P.stake > 0 ? P.stake : 0;
+  P.stake = 0;
+  for (int b = 0; b < HAK_REUSE_BUCKETS; b++) P.across[b] = 0;
+  _hak_reuse_mark_quiet(now_ms);
+  if (!P.hold_pauses) out_settle(now_ms);
+  /* (after the epoch's snapshot: what this flush gives back is no arm's doing) */
+  if (!P.hold_pauses && _hak_batch_pending_bytes() > 0) _hak_batch_flush(HAK_FLUSH_WHY_IDLE);
+}
+
+/* ---- the cost of a refault -------------------------------------------------------*/
+
+/* Measured once, on the purge thread, before the first epoch is scored. */
+static void measure_refault(void) {
+  double small = _hak_os_refault_ps_per_byte(false), huge = _hak_os_refault_ps_per_byte(true);
+  pthread_mutex_lock(&P.lock);
+  if (small > 0) P.refault_ps[0] = small;
+  if (huge > 0) P.refault_ps[1] = huge;
+  P.refault = P.refault_ps[0] + P.huge_share * (P.refault_ps[1] - P.refault_ps[0]);
+  P.measured = true;
+  pthread_mutex_unlock(&P.lock);
+}
+
+/* What the program reuses is what a refault would cost it: the share of
+ * its reused bytes that sits in huge pages weighs the two costs. */
+static void mix_refault(const hak_reuse_t *r) {
+  double all = 0;
+  for (int k = 0; k < 4; k++)
+    for (int b = 0; b < HAK_REUSE_BUCKETS; b++) all += (double)r->bytes[k >> 1][k & 1][b];
+  if (all <= 0) return;
+  P.huge_share = DISCOUNT * P.huge_share + (1 - DISCOUNT) * (double)r->huge / all;
+  P.refault = P.refault_ps[0] + P.huge_share * (P.refault_ps[1] - P.refault_ps[0]);
+}
+
+/* ---- the epoch -------------------------------------------------------------------*/
+
+/* The reuse the arms answer for: reuse across a pause is the pause rule's,
+ * unless the rule holds memory through pauses (then the arm's delay decides
+ * what is still there). Returns the bytes reused across a pause that had
+ * been released. */
+static double take_reuse(epoch_t *ep, double *back) {
+  hak_reuse_t r;
+  _hak_reuse_take(&r);
+  double across_released = 0;
+  *back = 0;
+  mix_refault(&r);
+  for (int b = 0; b < HAK_REUSE_BUCKETS; b++) {
+    ep->kept[b] = r.bytes[0][0][b];
+    ep->released[b] = r.bytes[0][1][b];
+    double across = (double)(r.bytes[1][0][b] + r.bytes[1][1][b]);
+    P.across[b] += across;
+    *back += (double)(ep->kept[b] + ep->released[b]) + across;
+    across_released += (double)r.bytes[1][1][b];
+    if (P.hold_pauses) {
+      ep->kept[b] += r.bytes[1][0][b];
+      ep->released[b] += r.bytes[1][1][b];
+    }
+  }
+  return P.hold_pauses ? 0 : across_released;
+}
+
 static void score_epoch(uint64_t now_ms) {
   snapshot_t now = snapshot();
   epoch_t ep;
-  _hak_reuse_take(ep.kept, ep.released);
+  double back;
+  double across_released = take_reuse(&ep, &back);
   ep.len_ms = (double)(now_ms - P.epoch_start_ms);
-  double seconds = ep.len_ms / 1000.0, back = 0;
-  for (int b = 0; b < HAK_REUSE_BUCKETS; b++) back += (double)(ep.kept[b] + ep.released[b]);
+  double seconds = ep.len_ms / 1000.0;
   ep.ranges = (double)(now.ranges_added - P.at_start.ranges_added);
-  ep.lost = (double)(now.bytes_flushed - P.at_start.bytes_flushed) -
-            (double)(now.refault_bytes - P.at_start.refault_bytes);
+  double flushed = (double)(now.bytes_flushed - P.at_start.bytes_flushed);
+  double refaulted = (double)(now.refault_bytes - P.at_start.refault_bytes);
+  if (flushed >= 1048576)  /* what giving back costs this program, TLB shootdowns and all */
+    P.release = DISCOUNT * P.release +
+                (1 - DISCOUNT) * (double)(now.flush_ns - P.at_start.flush_ns) * 1000.0 / flushed;
+  ep.lost = flushed - (refaulted - across_released);
+  out_take(refaulted);
+  out_charge(P.epoch_start_ms, now_ms, ep.out_hold);
+  out_add(now_ms, flushed, delay_of(P.arm));
+  P.stake += (double)(now.bytes_added - P.at_start.bytes_added) -
+             (double)(now.bytes_cancelled - P.at_start.bytes_cancelled) - refaulted;
   double real = realised(&now);
   bool busy = ep.ranges > 0 || back > 0;  /* the program freed or reused memory */
   bool active = busy || now.flush_ns != P.at_start.flush_ns || _hak_batch_pending_bytes() > 0;
-  if (!busy && _hak_batch_pending_bytes() > 0) _hak_batch_flush(HAK_FLUSH_WHY_IDLE);
+  if (busy) P.quiet = false;
+  else if (!P.quiet) go_quiet(now_ms);
   if (active && seconds > 0) {
     int ran = P.arm;
+    for (int a = 0; a < HAK_POLICY_ARMS; a++) {
+      ep.out_hold[a] += P.out_due[a];
+      P.out_due[a] = 0;
+    }
     for (int a = 0; a < HAK_POLICY_ARMS; a++) {
       double e = estimate(a, ran, &ep) / seconds;
       P.est[a] = P.scored ? DISCOUNT * P.est[a] + (1 - DISCOUNT) * e : e;
@@ -205,6 +401,7 @@ static void score_epoch(uint64_t now_ms) {
 
 uint64_t _hak_policy_tick(uint64_t now_ms) {
   if (!atomic_load_explicit(&P.adaptive, memory_order_relaxed)) return 0;
+  if (!P.measured) measure_refault();  /* only this thread writes it */
   pthread_mutex_lock(&P.lock);
   uint64_t pending = _hak_batch_pending_bytes(), next;
   if (P.idle) {
@@ -229,6 +426,14 @@ void _hak_policy_fill_stats(hak_stats_t *st) {
   st->policy_adaptive = atomic_load(&P.adaptive);
   st->policy_arm = st->policy_adaptive ? P.arm : -1;
   st->policy_epochs = P.epochs;
+  st->policy_pauses = P.pauses;
+  st->refault_ps_small = P.refault_ps[0];
+  st->refault_ps_huge = P.refault_ps[1];
+  st->refault_ps = P.refault;
+  st->release_ps = P.release;
+  st->pause_hold = P.hold_pauses;
+  st->pause_cost_give_back = P.pause_cost[0];
+  st->pause_cost_hold = P.pause_cost[1];
   for (int a = 0; a < HAK_POLICY_ARMS; a++) {
     st->arm_delay_ms[a] = arms[a].delay_ms;
     st->arm_batch_bytes[a] = arms[a].batch_bytes;

@@ -1,4 +1,4 @@
-/* The adaptive release policy: it keeps memory that comes back soon, gives back memory that does not, never holds past the cap, and yields to settings the program makes. */
+/* The adaptive release policy: it keeps memory that comes back soon, gives back memory that does not, never holds past the cap, learns what to do at a pause, measures what a refault costs, and yields to settings the program makes. */
 #include <time.h>
 
 #include "testutil.h"
@@ -95,6 +95,70 @@ START_TEST(delay_within_cap) {
 }
 END_TEST
 
+/* Bursts of eight 1 MiB blocks, all freed, a pause of 150 ms (the program is
+ * quiet for at least two epochs), then the same blocks taken again: until
+ * `pauses` pauses have been learned from (or 6 s). */
+static hak_stats_t pause_and_come_back(unsigned pauses) {
+  enum { N = 8 };
+  void *v[N];
+  uint64_t end = now_ms() + 6000;
+  hak_stats_t s = tu_stats();
+  while (now_ms() < end && s.policy_pauses < pauses) {
+    for (int i = 0; i < N; i++) {
+      v[i] = hak_malloc(1 * MiB);
+      memset(v[i], 1, 1 * MiB);
+    }
+    for (int i = 0; i < N; i++) hak_free(v[i]);
+    tu_sleep_ms(150);
+    s = tu_stats();
+  }
+  ck_assert_msg(s.policy_pauses >= pauses, "%llu pauses seen in 6 s",
+                (unsigned long long)s.policy_pauses);
+  return s;
+}
+
+/* Memory that always comes back after a short pause is held through it when
+ * memory is cheap, and given back at the pause when it is dear: the pause
+ * rule weighs the refault against the memory held, as HAKMEM_MEMORY_WEIGHT
+ * says. (1 MiB blocks: 4 KiB pages, whose refault costs most.) */
+START_TEST(pause_rule_follows_the_weight) {
+  tu_opts_t o = {0};
+  adaptive(&o);
+  tu_opt(&o, "MEMORY_WEIGHT", "200");  /* 8 MiB for 0.2 s: 0.3 ms; a refault of 8 MiB: 2-6 ms */
+  hak_stats_t s = pause_and_come_back(4);
+  ck_assert_msg(s.pause_hold == 1,
+                "gives back at each pause what comes back 150 ms later (us per pause: give back "
+                "%.0f, hold %.0f; refault %.0f ps/byte)",
+                s.pause_cost_give_back, s.pause_cost_hold, s.refault_ps);
+  tu_opt(&o, "MEMORY_WEIGHT", "1000000");  /* a MiB held one second is worth a CPU second */
+  s = pause_and_come_back(s.policy_pauses + 4);
+  ck_assert_msg(s.pause_hold == 0, "holds memory through pauses at any price (give back %.0f, hold %.0f)",
+                s.pause_cost_give_back, s.pause_cost_hold);
+  tu_opts_restore(&o);
+}
+END_TEST
+
+/* The refault cost the policy assumes is measured on this machine. */
+START_TEST(refault_cost_measured) {
+  tu_opts_t o = {0};
+  adaptive(&o);
+  void *p = hak_malloc(4 * MiB);
+  memset(p, 1, 4 * MiB);
+  hak_free(p);  /* the purge thread runs: the policy ticks */
+  hak_stats_t s;
+  TU_WAIT_STATS(s, s.policy_epochs >= 1);
+  ck_assert_msg(s.refault_ps_small > 0 && s.refault_ps_small < 1e6, "4 KiB pages: %.1f ps/byte",
+                s.refault_ps_small);
+  ck_assert_msg(s.refault_ps_huge > 0 && s.refault_ps_huge < 1e6, "huge pages: %.1f ps/byte",
+                s.refault_ps_huge);
+  double lo = s.refault_ps_small < s.refault_ps_huge ? s.refault_ps_small : s.refault_ps_huge;
+  double hi = s.refault_ps_small + s.refault_ps_huge - lo;
+  ck_assert_msg(s.refault_ps >= lo * 0.999 && s.refault_ps <= hi * 1.001,
+                "the mix %.1f is not between the two costs (%.1f, %.1f)", s.refault_ps, lo, hi);
+  tu_opts_restore(&o);
+}
+END_TEST
+
 /* A program that sets a delay or a batch limit gets exactly that. */
 START_TEST(explicit_settings_fix_the_policy) {
   tu_opts_t o = {0};
@@ -123,6 +187,8 @@ Suite *test_policy_suite(void) {
   tcase_add_test(tc, keeps_memory_that_comes_back);
   tcase_add_test(tc, gives_back_memory_that_does_not);
   tcase_add_test(tc, delay_within_cap);
+  tcase_add_test(tc, pause_rule_follows_the_weight);
+  tcase_add_test(tc, refault_cost_measured);
   tcase_add_test(tc, explicit_settings_fix_the_policy);
   suite_add_tcase(s, tc);
   return s;
