@@ -111,7 +111,8 @@ static HAK_NOINLINE void free_other(void *p) {
   _hak_purge_poll();
 }
 
-static HAK_NOINLINE void free_slow(hak_page_t *pg, void *p) {
+/* p first: hak_free keeps p where it came (rdi), which spares a copy. */
+static HAK_NOINLINE void free_slow(void *p, hak_page_t *pg) {
   _hak_heap_free(pg, p);
   _hak_purge_poll();
 }
@@ -127,19 +128,22 @@ static HAK_NOINLINE void page_emptied(hak_page_t *pg) {
 void hak_free(void *p) {
   if (HAK_UNLIKELY(p == NULL)) return;
   uintptr_t u = (uintptr_t)p, idx = u >> HAK_SEGMENT_SHIFT;
-  unsigned shift;
+  unsigned v;
   if (HAK_UNLIKELY(idx >= HAK_SEGMAP_SIZE ||
-                   (shift = atomic_load_explicit(&_hak_segmap[idx], memory_order_relaxed)) == 0)) {
+                   (v = atomic_load_explicit(&_hak_segmap[idx], memory_order_relaxed)) == 0)) {
     free_other(p);
     return;
   }
-  hak_page_t *pg = _hak_page_at(u, shift);
+  /* _hak_page_at, with the segment's base made from idx: the barrier keeps
+   * the compiler from making it from u again, which costs a copy of u. */
+  __asm__("" : "+r"(idx));
+  hak_page_t *pg = (hak_page_t *)((idx << HAK_SEGMENT_SHIFT) + ((u >> v) & ((HAK_MAX_PAGES - 1) << 7)));
   hak_block_t *b = p;
   uintptr_t h = (uintptr_t)_hak_tls_heap;
 #ifdef HAK_MEASURE_UNCHECKED_FREE  /* only to measure what the checks cost (docs/design.md) */
   if (HAK_LIKELY(HAK_LOAD(pg->xheap) == h)) {
 #else
-  if (HAK_LIKELY(HAK_LOAD(pg->xheap) == h && _hak_block_valid(pg, p, pg->capacity) &&
+  if (HAK_LIKELY(HAK_LOAD(pg->xheap) == h && _hak_block_valid(pg, p, pg->valid_lim) &&
                  b->key != h)) {
 #endif
     b->next = pg->local_free;
@@ -148,7 +152,7 @@ void hak_free(void *p) {
     if (HAK_UNLIKELY(--pg->used == 0)) page_emptied(pg);
     return;
   }
-  free_slow(pg, p);
+  free_slow(p, pg);
 }
 
 /* ---- size and realloc ------------------------------------------------------*/

@@ -259,7 +259,7 @@ static void note_pooled(hak_heap_t *h) {
 void _hak_heap_free(hak_page_t *pg, void *p) {
   hak_heap_t *owner = (hak_heap_t *)(HAK_LOAD(pg->xheap) & ~HAK_PAGE_FULL);
   if (HAK_UNLIKELY(!owner)) _hak_fatal_pointer("free(): invalid pointer (not allocated)", p);
-  if (HAK_UNLIKELY(!_hak_block_valid(pg, p, HAK_LOAD(pg->capacity))))
+  if (HAK_UNLIKELY(!_hak_block_valid(pg, p, HAK_LOAD(pg->valid_lim))))
     _hak_fatal_pointer("free(): invalid pointer", p);
   hak_block_t *b = p;
   hak_heap_t *h = _hak_tls_heap;
@@ -284,7 +284,7 @@ void _hak_heap_page_emptied(hak_page_t *pg) {
 
 size_t _hak_heap_usable(hak_page_t *pg, const void *p) {
   uintptr_t owner = HAK_LOAD(pg->xheap) & ~HAK_PAGE_FULL;
-  if (!owner || !_hak_block_valid(pg, p, HAK_LOAD(pg->capacity))) return 0;
+  if (!owner || !_hak_block_valid(pg, p, HAK_LOAD(pg->valid_lim))) return 0;
   if (((const hak_block_t *)p)->key == owner) return 0;
   return pg->block_size;
 }

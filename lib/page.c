@@ -33,7 +33,8 @@ void _hak_page_init(hak_page_t *pg, hak_heap_t *h, int c) {
   pg->used = 0;
   pg->handed = pg->recycled = 0;
   HAK_STORE(pg->capacity, 0);
-  pg->div_c = UINT64_MAX / bs + 1;
+  pg->div_c = _hak_div_c(bs);
+  HAK_STORE(pg->valid_lim, 0);
   atomic_store_explicit(&pg->xthread_free, HAK_NO_DELAYED, memory_order_relaxed);
   HAK_STORE(pg->xheap, (uintptr_t)h);
 }
@@ -50,6 +51,7 @@ static void extend(hak_page_t *pg) {
   ((hak_block_t *)(p + (size_t)(n - 1) * bs))->next = NULL;
   pg->free = (hak_block_t *)p;
   HAK_STORE(pg->capacity, pg->capacity + n);
+  HAK_STORE(pg->valid_lim, _hak_valid_lim(pg, pg->capacity));
 }
 
 /* ---- collecting ---------------------------------------------------------------*/
