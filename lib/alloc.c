@@ -122,9 +122,10 @@ static HAK_NOINLINE void page_emptied(hak_page_t *pg) {
   _hak_purge_poll();
 }
 
-/* The owner's free of a block start that is not free already: the block's
- * index proves the first, the key (the owner heap's address, which malloc
- * clears) the second; anything else is checked on the slow path. */
+/* The owner's free of a block start that is not free already: the page's
+ * thread id proves the owner (the page is not full either), the block test
+ * the block start, the key (the page descriptor's address, which malloc
+ * clears) the last; anything else is checked on the slow path. */
 void hak_free(void *p) {
   if (HAK_UNLIKELY(p == NULL)) return;
   uintptr_t u = (uintptr_t)p, idx = u >> HAK_SEGMENT_SHIFT;
@@ -139,15 +140,15 @@ void hak_free(void *p) {
   __asm__("" : "+r"(idx));
   hak_page_t *pg = (hak_page_t *)((idx << HAK_SEGMENT_SHIFT) + ((u >> v) & ((HAK_MAX_PAGES - 1) << 7)));
   hak_block_t *b = p;
-  uintptr_t h = (uintptr_t)_hak_tls_heap;
+  uintptr_t key = (uintptr_t)pg;
 #ifdef HAK_MEASURE_UNCHECKED_FREE  /* only to measure what the checks cost (docs/design.md) */
-  if (HAK_LIKELY(HAK_LOAD(pg->xheap) == h)) {
+  if (HAK_LIKELY(HAK_LOAD(pg->xtid) == _hak_thread_id())) {
 #else
-  if (HAK_LIKELY(HAK_LOAD(pg->xheap) == h && _hak_block_valid(pg, p, pg->valid_lim) &&
-                 b->key != h)) {
+  if (HAK_LIKELY(HAK_LOAD(pg->xtid) == _hak_thread_id() && _hak_block_valid(pg, p, pg->valid_lim) &&
+                 b->key != key)) {
 #endif
     b->next = pg->local_free;
-    b->key = h;
+    b->key = key;
     pg->local_free = b;
     if (HAK_UNLIKELY(--pg->used == 0)) page_emptied(pg);
     return;

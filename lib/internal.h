@@ -201,7 +201,7 @@ HAK_INTERNAL void _hak_purge_atfork_child(void);
 /* ---- pages and segments (segment.c) -------------------------------------*/
 typedef struct hak_block_s {
   struct hak_block_s *next;
-  uintptr_t key;                       /* the owner heap's address while the block is free */
+  uintptr_t key;                       /* its page descriptor's address while the block is free */
 } hak_block_t;
 struct hak_heap_s;
 
@@ -214,33 +214,34 @@ enum {
 };
 #define HAK_TF_STATE(tf) ((unsigned)((tf) & 3))
 #define HAK_TF_BLOCK(tf) ((hak_block_t *)((tf) & ~(uintptr_t)3))
-#define HAK_PAGE_FULL    ((uintptr_t)1)   /* low bit of xheap: on the full list */
+#define HAK_PAGE_FULL    ((uintptr_t)1)   /* low bit of xheap and xtid: on the full list */
 
 /* 128 bytes: the fields malloc and free touch in the first cache line,
  * what other threads write (xthread_free) and the slow paths' in the
- * second; and a power of two, so that a pointer's descriptor is a mask and
- * two shifts away. */
+ * second; and a power of two, so that a pointer's descriptor is a shift
+ * and a mask away (_hak_page_at). */
 typedef struct hak_page_s {
   hak_block_t *free;                   /* blocks malloc pops */
   hak_block_t *local_free;             /* the owner's frees, moved to free when it runs dry */
-  uintptr_t xheap;                     /* owner heap | HAK_PAGE_FULL; 0 when the page is free */
+  uintptr_t xtid;                      /* owner heap's tid | HAK_PAGE_FULL; 0 when the page is free */
   uint8_t *start;                      /* first block */
   uint64_t div_c;                      /* floor(2^64 / block_size) + 1: see _hak_block_valid */
   uint64_t valid_lim;                  /* capacity * (div_c * block_size mod 2^64): likewise */
   uint32_t used;                       /* handed out, not yet freed or collected */
-  uint32_t capacity;                   /* blocks carved so far */
+  uint16_t capacity;                   /* blocks carved so far (at most 4096) */
+  uint16_t reserved;                   /* blocks that fit */
   uint32_t block_size;
-  uint32_t reserved;                   /* blocks that fit */
+  uint8_t class_idx;
+  uint8_t index;                       /* in the segment */
+  uint8_t kind;
   _Atomic uintptr_t xthread_free __attribute__((aligned(64)));  /* remote frees, tagged */
+  uintptr_t xheap;                     /* owner heap | HAK_PAGE_FULL; 0 when the page is free */
   uint64_t release_token;              /* batch token of its queued release, or 0 */
   uint32_t released_bytes;             /* what that release queued */
   uint32_t freed_ms;                   /* when (the policy's reuse intervals) */
   uint64_t handed;                     /* blocks put on free by refills (stats) */
   uint64_t recycled;                   /* of those, blocks that had been freed (stats) */
   struct hak_page_s *next, *prev;      /* in the heap's class or full list */
-  uint8_t class_idx;
-  uint8_t index;                       /* in the segment */
-  uint8_t kind;
 } hak_page_t;
 
 _Static_assert(sizeof(hak_page_t) == 128, "page descriptors are 128 bytes");
@@ -352,9 +353,15 @@ typedef struct hak_heap_s {
   struct hak_heap_s *next_all;         /* every heap ever made */
   struct hak_heap_s *next_pool;        /* abandoned heaps awaiting a thread */
   _Atomic bool abandoned;
+  uintptr_t tid;                       /* _hak_thread_id() of its thread; 0 in the pool */
 } hak_heap_t;
 
 HAK_INTERNAL extern __thread hak_heap_t *_hak_tls_heap;
+
+/* The thread pointer (%fs:0 on x86-64): one load, where _hak_tls_heap takes
+ * two in a shared library. It names a live thread; a new thread may get a
+ * dead one's, which is why a heap's pages forget it when it is abandoned. */
+static inline uintptr_t _hak_thread_id(void) { return (uintptr_t)__builtin_thread_pointer(); }
 HAK_INTERNAL extern hak_heap_t _hak_heap_empty;  /* a thread's heap before its first malloc */
 HAK_INTERNAL extern uint32_t _hak_class_size[HAK_CLASS_COUNT];
 

@@ -28,7 +28,7 @@ void _hak_page_init(hak_page_t *pg, hak_heap_t *h, int c) {
   pg->start = _hak_page_area(s, pg->index, &len);
   pg->block_size = bs;
   pg->class_idx = (uint8_t)c;
-  pg->reserved = (uint32_t)(len / bs);
+  pg->reserved = (uint16_t)(len / bs);
   pg->free = pg->local_free = NULL;
   pg->used = 0;
   pg->handed = pg->recycled = 0;
@@ -37,6 +37,7 @@ void _hak_page_init(hak_page_t *pg, hak_heap_t *h, int c) {
   HAK_STORE(pg->valid_lim, 0);
   atomic_store_explicit(&pg->xthread_free, HAK_NO_DELAYED, memory_order_relaxed);
   HAK_STORE(pg->xheap, (uintptr_t)h);
+  HAK_STORE(pg->xtid, h->tid);
 }
 
 /* Carve up to 4 KiB worth of fresh blocks, in address order, so that memory
@@ -50,7 +51,7 @@ static void extend(hak_page_t *pg) {
   for (uint32_t i = 0; i + 1 < n; i++) ((hak_block_t *)(p + (size_t)i * bs))->next = (hak_block_t *)(p + (size_t)(i + 1) * bs);
   ((hak_block_t *)(p + (size_t)(n - 1) * bs))->next = NULL;
   pg->free = (hak_block_t *)p;
-  HAK_STORE(pg->capacity, pg->capacity + n);
+  HAK_STORE(pg->capacity, (uint16_t)(pg->capacity + n));
   HAK_STORE(pg->valid_lim, _hak_valid_lim(pg, pg->capacity));
 }
 
@@ -145,7 +146,7 @@ void _hak_page_atfork_child(hak_page_t *pg) {
  * went on the page's own list. Either way the page is not touched after the
  * block is visible to its owner. */
 hak_heap_t *_hak_page_free_remote(hak_page_t *pg, hak_block_t *b) {
-  b->key = HAK_LOAD(pg->xheap) & ~HAK_PAGE_FULL;
+  b->key = (uintptr_t)pg;
   uintptr_t tf = atomic_load_explicit(&pg->xthread_free, memory_order_relaxed), nf;
   bool delayed;
   do {
