@@ -39,7 +39,7 @@ static HAK_NOINLINE void *malloc_generic(size_t size) {
 
 void *hak_malloc(size_t size) {
   if (HAK_LIKELY(size <= HAK_DIRECT_MAX)) {
-    hak_page_t *pg = _hak_tls_heap->direct[(size + 15) >> 4];
+    hak_page_t *pg = _hak_tls_heap->direct[size];
     hak_block_t *b = pg->free;
     if (HAK_LIKELY(b != NULL)) {
       pg->free = b->next;

@@ -49,13 +49,15 @@ static void list_push(hak_page_t **head, hak_page_t *pg) {
   *head = pg;
 }
 
-/* The direct slots of class c follow the head of its list. */
+/* The direct slots of class c (one per size) follow the head of its list;
+ * they always change together, so the last one tells whether they must. */
 static void update_direct(hak_heap_t *h, int c) {
   uint32_t bs = _hak_class_size[c];
   if (bs > HAK_DIRECT_MAX) return;
   hak_page_t *pg = h->pages[c] ? h->pages[c] : &page_empty;
-  uint32_t lo = c ? _hak_class_size[c - 1] / 16 + 1 : 0;
-  for (uint32_t i = lo; i <= bs / 16; i++) h->direct[i] = pg;
+  if (h->direct[bs] == pg) return;
+  uint32_t lo = c ? _hak_class_size[c - 1] + 1 : 0;
+  for (uint32_t i = lo; i <= bs; i++) h->direct[i] = pg;
 }
 
 static void class_unlink(hak_heap_t *h, hak_page_t *pg) {

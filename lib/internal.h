@@ -54,7 +54,7 @@
 #define HAK_SMALL_BLOCK_MAX (8 * 1024UL)         /* largest block in a small page */
 #define HAK_MEDIUM_MAX      (256 * 1024UL)       /* largest block in any page */
 #define HAK_DIRECT_MAX      1024UL               /* sizes with a direct page pointer */
-#define HAK_DIRECT_SLOTS    (HAK_DIRECT_MAX / 16 + 1)
+#define HAK_DIRECT_SLOTS    (HAK_DIRECT_MAX + 1)   /* one per size: malloc needs no rounding */
 #define HAK_CLASS_COUNT     52                   /* 16..256 KiB, see heap.c */
 #define HAK_ALIGN_MIN       16UL                 /* every block is 16-aligned */
 #define HAK_HUGE_ALIGN      (2UL << 20)          /* THP size: large blocks >= it align to it */
@@ -344,7 +344,7 @@ HAK_INTERNAL void _hak_segment_atfork_child(void);
 
 /* ---- thread heaps (heap.c) ----------------------------------------------*/
 typedef struct hak_heap_s {
-  hak_page_t *direct[HAK_DIRECT_SLOTS]; /* current page for sizes 16*i (never NULL) */
+  hak_page_t *direct[HAK_DIRECT_SLOTS]; /* current page for size i (never NULL) */
   hak_page_t *pages[HAK_CLASS_COUNT];  /* pages with (maybe) free blocks; head = current */
   hak_page_t *full;                    /* pages without free blocks */
   _Atomic(hak_block_t *) delayed_free; /* remote frees into full pages */
