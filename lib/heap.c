@@ -49,6 +49,16 @@ static void list_push(hak_page_t **head, hak_page_t *pg) {
   *head = pg;
 }
 
+/* Eight direct slots, in four 16-byte stores: a class above 16 bytes has
+ * a multiple of 16 slots, and classes change their page often enough (a
+ * page filling up, a page with room again) for the stores to count. */
+typedef uintptr_t hak_slot_pair __attribute__((vector_size(16)));
+
+static void fill8(hak_page_t **slot, hak_page_t *pg) {
+  hak_slot_pair v = {(uintptr_t)pg, (uintptr_t)pg};
+  for (int k = 0; k < 4; k++) memcpy(slot + 2 * k, &v, sizeof v);
+}
+
 /* The direct slots of class c (one per size) follow the head of its list;
  * they always change together, so the last one tells whether they must. */
 static void update_direct(hak_heap_t *h, int c) {
@@ -57,7 +67,8 @@ static void update_direct(hak_heap_t *h, int c) {
   hak_page_t *pg = h->pages[c] ? h->pages[c] : &page_empty;
   if (h->direct[bs] == pg) return;
   uint32_t lo = c ? _hak_class_size[c - 1] + 1 : 0;
-  for (uint32_t i = lo; i <= bs; i++) h->direct[i] = pg;
+  if (lo == 0) h->direct[lo++] = pg;  /* size 0 goes with class 0: 17 slots */
+  for (uint32_t i = lo; i <= bs; i += 8) fill8(&h->direct[i], pg);
 }
 
 static void class_unlink(hak_heap_t *h, hak_page_t *pg) {
