@@ -143,10 +143,10 @@ static hak_heap_t *heap_carve(void) {
 }
 
 static hak_heap_t *heap_new(void) {
-  hak_heap_t *h = heap_carve();
+  hak_heap_t *h = heap_carve();  /* zero: fresh mapped memory, never carved twice */
   if (!h) return NULL;
-  memset(h, 0, sizeof *h);
-  for (size_t i = 0; i < HAK_DIRECT_SLOTS; i++) h->direct[i] = &page_empty;
+  h->direct[0] = &page_empty;
+  for (size_t i = 1; i < HAK_DIRECT_SLOTS; i += 8) fill8(&h->direct[i], &page_empty);
   h->next_all = all_heaps;
   all_heaps = h;
   return h;

@@ -75,7 +75,9 @@ void _hak_page_collect_remote(hak_page_t *pg) {
 /* free is empty: refill it from the frees, or from fresh memory. Returns the
  * number of blocks now on it (0: the page is full). */
 uint32_t _hak_page_refill(hak_page_t *pg) {
-  _hak_page_collect_remote(pg);
+  /* Most pages have no remote frees: one load rather than a call. */
+  if (HAK_TF_BLOCK(atomic_load_explicit(&pg->xthread_free, memory_order_relaxed)))
+    _hak_page_collect_remote(pg);
   uint32_t fresh = 0;
   if (pg->local_free) {
     pg->free = pg->local_free;
