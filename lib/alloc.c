@@ -11,16 +11,20 @@
  * thread's heap is never NULL (a static empty heap stands in before its
  * first malloc), so the fast path does not test it. */
 
-/* The current page of the class, its free list refilled from the page's own
- * frees if need be: what most slow mallocs come to. */
-static inline void *malloc_current(size_t size) {
-  hak_page_t *pg = _hak_tls_heap->pages[_hak_size_class(size)];
-  if (!pg || (!pg->free && !_hak_page_refill(pg))) return NULL;
+static inline void *pop(hak_page_t *pg) {
   hak_block_t *b = pg->free;
   pg->free = b->next;
   pg->used++;
   b->key = 0;
   return b;
+}
+
+/* The current page of the class, its free list refilled from the page's own
+ * frees if need be: what most slow mallocs come to. */
+static inline void *malloc_current(size_t size) {
+  hak_page_t *pg = _hak_tls_heap->pages[_hak_size_class(size)];
+  if (!pg || (!pg->free && !_hak_page_refill(pg))) return NULL;
+  return pop(pg);
 }
 
 static HAK_NOINLINE void *malloc_generic(size_t size) {
@@ -37,9 +41,16 @@ static HAK_NOINLINE void *malloc_generic(size_t size) {
   return p;
 }
 
+/* malloc_current for a size with a direct slot, whose page malloc already
+ * has (the class's current page, or page_empty, which refills to nothing). */
+static HAK_NOINLINE void *malloc_refill(size_t size, hak_page_t *pg) {
+  if (_hak_page_refill(pg)) return pop(pg);
+  return malloc_generic(size);
+}
+
 void *hak_malloc(size_t size) {
   if (HAK_LIKELY(size <= HAK_DIRECT_MAX)) {
-    hak_page_t *pg = _hak_tls_heap->direct[(size + 15) >> 4];
+    hak_page_t *pg = _hak_tls_heap->direct[size];
     hak_block_t *b = pg->free;
     if (HAK_LIKELY(b != NULL)) {
       pg->free = b->next;
@@ -47,6 +58,7 @@ void *hak_malloc(size_t size) {
       b->key = 0;
       return b;
     }
+    return malloc_refill(size, pg);
   }
   return malloc_generic(size);
 }
@@ -111,7 +123,8 @@ static HAK_NOINLINE void free_other(void *p) {
   _hak_purge_poll();
 }
 
-static HAK_NOINLINE void free_slow(hak_page_t *pg, void *p) {
+/* p first: hak_free keeps p where it came (rdi), which spares a copy. */
+static HAK_NOINLINE void free_slow(void *p, hak_page_t *pg) {
   _hak_heap_free(pg, p);
   _hak_purge_poll();
 }
@@ -121,34 +134,38 @@ static HAK_NOINLINE void page_emptied(hak_page_t *pg) {
   _hak_purge_poll();
 }
 
-/* The owner's free of a block start that is not free already: the block's
- * index proves the first, the key (the owner heap's address, which malloc
- * clears) the second; anything else is checked on the slow path. */
+/* The owner's free of a block start that is not free already: the page's
+ * thread id proves the owner (the page is not full either), the block test
+ * the block start, the key (the page descriptor's address, which malloc
+ * clears) the last; anything else is checked on the slow path. */
 void hak_free(void *p) {
   if (HAK_UNLIKELY(p == NULL)) return;
   uintptr_t u = (uintptr_t)p, idx = u >> HAK_SEGMENT_SHIFT;
-  unsigned shift;
+  unsigned v;
   if (HAK_UNLIKELY(idx >= HAK_SEGMAP_SIZE ||
-                   (shift = atomic_load_explicit(&_hak_segmap[idx], memory_order_relaxed)) == 0)) {
+                   (v = atomic_load_explicit(&_hak_segmap[idx], memory_order_relaxed)) == 0)) {
     free_other(p);
     return;
   }
-  hak_page_t *pg = _hak_page_at(u, shift);
+  /* _hak_page_at, with the segment's base made from idx: the barrier keeps
+   * the compiler from making it from u again, which costs a copy of u. */
+  __asm__("" : "+r"(idx));
+  hak_page_t *pg = (hak_page_t *)((idx << HAK_SEGMENT_SHIFT) + ((u >> v) & ((HAK_MAX_PAGES - 1) << 7)));
   hak_block_t *b = p;
-  uintptr_t h = (uintptr_t)_hak_tls_heap;
+  uintptr_t key = (uintptr_t)pg;
 #ifdef HAK_MEASURE_UNCHECKED_FREE  /* only to measure what the checks cost (docs/design.md) */
-  if (HAK_LIKELY(HAK_LOAD(pg->xheap) == h)) {
+  if (HAK_LIKELY(HAK_LOAD(pg->xtid) == _hak_thread_id())) {
 #else
-  if (HAK_LIKELY(HAK_LOAD(pg->xheap) == h && _hak_block_valid(pg, p, pg->capacity) &&
-                 b->key != h)) {
+  if (HAK_LIKELY(HAK_LOAD(pg->xtid) == _hak_thread_id() && _hak_block_valid(pg, p, pg->valid_lim) &&
+                 b->key != key)) {
 #endif
     b->next = pg->local_free;
-    b->key = h;
+    b->key = key;
     pg->local_free = b;
     if (HAK_UNLIKELY(--pg->used == 0)) page_emptied(pg);
     return;
   }
-  free_slow(pg, p);
+  free_slow(p, pg);
 }
 
 /* ---- size and realloc ------------------------------------------------------*/

@@ -49,13 +49,26 @@ static void list_push(hak_page_t **head, hak_page_t *pg) {
   *head = pg;
 }
 
-/* The direct slots of class c follow the head of its list. */
+/* Eight direct slots, in four 16-byte stores: a class above 16 bytes has
+ * a multiple of 16 slots, and classes change their page often enough (a
+ * page filling up, a page with room again) for the stores to count. */
+typedef uintptr_t hak_slot_pair __attribute__((vector_size(16)));
+
+static void fill8(hak_page_t **slot, hak_page_t *pg) {
+  hak_slot_pair v = {(uintptr_t)pg, (uintptr_t)pg};
+  for (int k = 0; k < 4; k++) memcpy(slot + 2 * k, &v, sizeof v);
+}
+
+/* The direct slots of class c (one per size) follow the head of its list;
+ * they always change together, so the last one tells whether they must. */
 static void update_direct(hak_heap_t *h, int c) {
   uint32_t bs = _hak_class_size[c];
   if (bs > HAK_DIRECT_MAX) return;
   hak_page_t *pg = h->pages[c] ? h->pages[c] : &page_empty;
-  uint32_t lo = c ? _hak_class_size[c - 1] / 16 + 1 : 0;
-  for (uint32_t i = lo; i <= bs / 16; i++) h->direct[i] = pg;
+  if (h->direct[bs] == pg) return;
+  uint32_t lo = c ? _hak_class_size[c - 1] + 1 : 0;
+  if (lo == 0) h->direct[lo++] = pg;  /* size 0 goes with class 0: 17 slots */
+  for (uint32_t i = lo; i <= bs; i += 8) fill8(&h->direct[i], pg);
 }
 
 static void class_unlink(hak_heap_t *h, hak_page_t *pg) {
@@ -71,16 +84,33 @@ static void class_push(hak_heap_t *h, hak_page_t *pg) {
 
 static bool is_full(const hak_page_t *pg) { return pg->xheap & HAK_PAGE_FULL; }
 
+/* A page's owner, as slow paths (xheap) and free's fast path (xtid) see it:
+ * a full page matches no heap and no thread, so free takes the slow path. */
+static void set_owner(hak_page_t *pg, hak_heap_t *h, uintptr_t full) {
+  HAK_STORE(pg->xheap, h ? (uintptr_t)h | full : 0);
+  HAK_STORE(pg->xtid, h ? h->tid | full : 0);
+}
+
 static void to_full(hak_heap_t *h, hak_page_t *pg) {
   class_unlink(h, pg);
   list_push(&h->full, pg);
-  HAK_STORE(pg->xheap, (uintptr_t)h | HAK_PAGE_FULL);
+  set_owner(pg, h, HAK_PAGE_FULL);
 }
 
 static void unfull(hak_heap_t *h, hak_page_t *pg) {
   list_unlink(&h->full, pg);
-  HAK_STORE(pg->xheap, (uintptr_t)h);
+  set_owner(pg, h, 0);
   class_push(h, pg);
+}
+
+/* The heap changes thread (tid 0: none): so do its pages, so that a new
+ * thread that gets a dead one's thread pointer frees into them the slow
+ * way, as into any other heap's. */
+static void set_tid(hak_heap_t *h, uintptr_t tid) {
+  h->tid = tid;
+  for (hak_page_t *pg = h->full; pg; pg = pg->next) set_owner(pg, h, HAK_PAGE_FULL);
+  for (int c = 0; c < HAK_CLASS_COUNT; c++)
+    for (hak_page_t *pg = h->pages[c]; pg; pg = pg->next) set_owner(pg, h, 0);
 }
 
 /* An empty page goes back to its segment, unless it is the last page of its
@@ -93,7 +123,7 @@ static bool retire(hak_heap_t *h, hak_page_t *pg, bool keep_last) {
   if (keep_last && h->pages[c] == pg && !pg->next) return false;
   class_unlink(h, pg);
   _hak_page_settle_stats(pg, h);
-  HAK_STORE(pg->xheap, 0);
+  set_owner(pg, NULL, 0);
   _hak_page_release(pg);
   return true;
 }
@@ -113,10 +143,10 @@ static hak_heap_t *heap_carve(void) {
 }
 
 static hak_heap_t *heap_new(void) {
-  hak_heap_t *h = heap_carve();
+  hak_heap_t *h = heap_carve();  /* zero: fresh mapped memory, never carved twice */
   if (!h) return NULL;
-  memset(h, 0, sizeof *h);
-  for (size_t i = 0; i < HAK_DIRECT_SLOTS; i++) h->direct[i] = &page_empty;
+  h->direct[0] = &page_empty;
+  for (size_t i = 1; i < HAK_DIRECT_SLOTS; i += 8) fill8(&h->direct[i], &page_empty);
   h->next_all = all_heaps;
   all_heaps = h;
   return h;
@@ -137,6 +167,7 @@ static hak_heap_t *heap_get(void) {
   }
   pthread_mutex_unlock(&heaps_lock);
   if (!h) return NULL;
+  set_tid(h, _hak_thread_id());  /* out of the pool: nobody else walks its pages */
   _hak_tls_heap = h;
   pthread_setspecific(heap_key, h);  /* may allocate: the heap is already set */
   return h;
@@ -242,7 +273,7 @@ void *_hak_heap_malloc_aligned(size_t align, size_t size) {
 
 static void free_local(hak_heap_t *h, hak_page_t *pg, hak_block_t *b) {
   b->next = pg->local_free;
-  b->key = (uintptr_t)h;
+  b->key = (uintptr_t)pg;
   pg->local_free = b;
   pg->used--;
   if (is_full(pg)) unfull(h, pg);
@@ -259,20 +290,20 @@ static void note_pooled(hak_heap_t *h) {
 void _hak_heap_free(hak_page_t *pg, void *p) {
   hak_heap_t *owner = (hak_heap_t *)(HAK_LOAD(pg->xheap) & ~HAK_PAGE_FULL);
   if (HAK_UNLIKELY(!owner)) _hak_fatal_pointer("free(): invalid pointer (not allocated)", p);
-  if (HAK_UNLIKELY(!_hak_block_valid(pg, p, HAK_LOAD(pg->capacity))))
+  if (HAK_UNLIKELY(!_hak_block_valid(pg, p, HAK_LOAD(pg->valid_lim))))
     _hak_fatal_pointer("free(): invalid pointer", p);
   hak_block_t *b = p;
   hak_heap_t *h = _hak_tls_heap;
   if (owner == h) {
-    if (b->key == (uintptr_t)h && _hak_page_holds_free(pg, h, b))
+    if (b->key == (uintptr_t)pg && _hak_page_holds_free(pg, h, b))
       _hak_fatal_pointer("free(): double free detected", p);
     free_local(h, pg, b);
     return;
   }
   /* Another thread's block: the page's lists are not ours to walk, so the
-   * key alone decides (user data holding the address of hakmem's heap
-   * structure is not luck). */
-  if (HAK_UNLIKELY(b->key == (uintptr_t)owner)) _hak_fatal_pointer("free(): double free detected", p);
+   * key alone decides (user data holding the address of one of hakmem's
+   * page descriptors is not luck). */
+  if (HAK_UNLIKELY(b->key == (uintptr_t)pg)) _hak_fatal_pointer("free(): double free detected", p);
   hak_stat_inc(free_remote);
   hak_heap_t *delayed = _hak_page_free_remote(pg, b);
   if (delayed) note_pooled(delayed);
@@ -284,8 +315,8 @@ void _hak_heap_page_emptied(hak_page_t *pg) {
 
 size_t _hak_heap_usable(hak_page_t *pg, const void *p) {
   uintptr_t owner = HAK_LOAD(pg->xheap) & ~HAK_PAGE_FULL;
-  if (!owner || !_hak_block_valid(pg, p, HAK_LOAD(pg->capacity))) return 0;
-  if (((const hak_block_t *)p)->key == owner) return 0;
+  if (!owner || !_hak_block_valid(pg, p, HAK_LOAD(pg->valid_lim))) return 0;
+  if (((const hak_block_t *)p)->key == (uintptr_t)pg) return 0;
   return pg->block_size;
 }
 
@@ -322,6 +353,7 @@ static void heap_abandon(void *arg) {
   hak_heap_t *h = arg;
   heap_collect(h);
   mark_all_delayed(h);
+  set_tid(h, 0);
   if (_hak_tls_heap == h) _hak_tls_heap = &_hak_heap_empty;
   pthread_mutex_lock(&heaps_lock);
   atomic_store_explicit(&h->abandoned, true, memory_order_relaxed);
@@ -394,6 +426,7 @@ void _hak_heap_atfork_child(void) {
   for (hak_heap_t *h = all_heaps; h; h = h->next_all) {
     settle_pages(h);
     if (h == _hak_tls_heap) continue;
+    set_tid(h, 0);  /* its thread is gone; a new one may get its thread pointer */
     atomic_store_explicit(&h->abandoned, true, memory_order_relaxed);
     h->next_pool = pool;
     pool = h;

@@ -54,7 +54,7 @@
 #define HAK_SMALL_BLOCK_MAX (8 * 1024UL)         /* largest block in a small page */
 #define HAK_MEDIUM_MAX      (256 * 1024UL)       /* largest block in any page */
 #define HAK_DIRECT_MAX      1024UL               /* sizes with a direct page pointer */
-#define HAK_DIRECT_SLOTS    (HAK_DIRECT_MAX / 16 + 1)
+#define HAK_DIRECT_SLOTS    (HAK_DIRECT_MAX + 1)   /* one per size: malloc needs no rounding */
 #define HAK_CLASS_COUNT     52                   /* 16..256 KiB, see heap.c */
 #define HAK_ALIGN_MIN       16UL                 /* every block is 16-aligned */
 #define HAK_HUGE_ALIGN      (2UL << 20)          /* THP size: large blocks >= it align to it */
@@ -209,7 +209,7 @@ HAK_INTERNAL void _hak_purge_atfork_child(void);
 /* ---- pages and segments (segment.c) -------------------------------------*/
 typedef struct hak_block_s {
   struct hak_block_s *next;
-  uintptr_t key;                       /* the owner heap's address while the block is free */
+  uintptr_t key;                       /* its page descriptor's address while the block is free */
 } hak_block_t;
 struct hak_heap_s;
 
@@ -222,25 +222,28 @@ enum {
 };
 #define HAK_TF_STATE(tf) ((unsigned)((tf) & 3))
 #define HAK_TF_BLOCK(tf) ((hak_block_t *)((tf) & ~(uintptr_t)3))
-#define HAK_PAGE_FULL    ((uintptr_t)1)   /* low bit of xheap: on the full list */
+#define HAK_PAGE_FULL    ((uintptr_t)1)   /* low bit of xheap and xtid: on the full list */
 
-/* 128 bytes: the owner's fields in the first cache line, what other
- * threads write (xthread_free) in the second; and a power of two, so that a
- * pointer's descriptor is a mask and two shifts away. */
+/* 128 bytes: the fields malloc and free touch in the first cache line,
+ * what other threads write (xthread_free) and the slow paths' in the
+ * second; and a power of two, so that a pointer's descriptor is a shift
+ * and a mask away (_hak_page_at). */
 typedef struct hak_page_s {
   hak_block_t *free;                   /* blocks malloc pops */
   hak_block_t *local_free;             /* the owner's frees, moved to free when it runs dry */
-  uintptr_t xheap;                     /* owner heap | HAK_PAGE_FULL; 0 when the page is free */
+  uintptr_t xtid;                      /* owner heap's tid | HAK_PAGE_FULL; 0 when the page is free */
   uint8_t *start;                      /* first block */
-  uint64_t div_c;                      /* ceil(2^64 / block_size): see _hak_block_valid */
-  uint64_t capacity;                   /* blocks carved so far */
+  uint64_t div_c;                      /* floor(2^64 / block_size) + 1: see _hak_block_valid */
+  uint64_t valid_lim;                  /* capacity * (div_c * block_size mod 2^64): likewise */
   uint32_t used;                       /* handed out, not yet freed or collected */
+  uint16_t capacity;                   /* blocks carved so far (at most 4096) */
+  uint16_t reserved;                   /* blocks that fit */
   uint32_t block_size;
-  uint32_t reserved;                   /* blocks that fit */
   uint8_t class_idx;
   uint8_t index;                       /* in the segment */
   uint8_t kind;
   _Atomic uintptr_t xthread_free __attribute__((aligned(64)));  /* remote frees, tagged */
+  uintptr_t xheap;                     /* owner heap | HAK_PAGE_FULL; 0 when the page is free */
   uint64_t release_token;              /* batch token of its queued release, or 0 */
   uint32_t released_bytes;             /* what that release queued */
   uint32_t freed_ms;                   /* when (the policy's reuse intervals) */
@@ -251,7 +254,8 @@ typedef struct hak_page_s {
 
 _Static_assert(sizeof(hak_page_t) == 128, "page descriptors are 128 bytes");
 
-/* The descriptors come first, so that page i's is at segment + i * 128. */
+/* The descriptors come first, so that a page's is at segment + slot * 128
+ * (_hak_page_at says which slot). */
 typedef struct hak_segment_s {
   hak_page_t pages[HAK_MAX_PAGES];
   struct hak_heap_s *heap;             /* owner */
@@ -264,13 +268,18 @@ typedef struct hak_segment_s {
 _Static_assert(sizeof(hak_segment_t) <= HAK_SEGMENT_INFO, "segment info too big");
 
 /* One byte per 4 MiB of the address space: 0, or the page shift of the
- * segment there. The table is in .bss: untouched parts cost nothing. */
+ * segment there minus 7 (see _hak_page_at). The table is in .bss:
+ * untouched parts cost nothing. */
 #define HAK_SEGMAP_SIZE (1UL << (HAK_ADDR_BITS - HAK_SEGMENT_SHIFT))
 HAK_INTERNAL extern _Atomic uint8_t _hak_segmap[HAK_SEGMAP_SIZE];
 
-/* The descriptor of the page at u in a segment of pages of 1 << shift bytes. */
-static inline hak_page_t *_hak_page_at(uintptr_t u, unsigned shift) {
-  return (hak_page_t *)((u & ~HAK_SEGMENT_MASK) + (((u & HAK_SEGMENT_MASK) >> shift) << 7));
+/* The descriptor of the page at u, in a segment of pages of 1 << (v + 7)
+ * bytes: descriptor slot (u >> (v + 7)) % 64, one shift and one mask, the
+ * same for both kinds. A small page's slot is its number; a medium
+ * segment's four pages take slots 4g to 4g + 3, g being its address bits
+ * 22 to 25 (_hak_segment_page). */
+static inline hak_page_t *_hak_page_at(uintptr_t u, unsigned v) {
+  return (hak_page_t *)((u & ~HAK_SEGMENT_MASK) + ((u >> v) & ((HAK_MAX_PAGES - 1) << 7)));
 }
 
 /* Descriptor of the page holding p, or NULL when p is not in a segment:
@@ -278,25 +287,39 @@ static inline hak_page_t *_hak_page_at(uintptr_t u, unsigned shift) {
 static inline hak_page_t *_hak_page_lookup(const void *p) {
   uintptr_t u = (uintptr_t)p, idx = u >> HAK_SEGMENT_SHIFT;
   if (HAK_UNLIKELY(idx >= HAK_SEGMAP_SIZE)) return NULL;
-  unsigned shift = atomic_load_explicit(&_hak_segmap[idx], memory_order_relaxed);
-  if (HAK_UNLIKELY(shift == 0)) return NULL;
-  return _hak_page_at(u, shift);
+  unsigned v = atomic_load_explicit(&_hak_segmap[idx], memory_order_relaxed);
+  if (HAK_UNLIKELY(v == 0)) return NULL;
+  return _hak_page_at(u, v);
 }
 
 static inline hak_segment_t *_hak_segment_of(const void *p) {
   return (hak_segment_t *)((uintptr_t)p & ~HAK_SEGMENT_MASK);
 }
 
-/* Is p the start of a carved block? With c = ceil(2^64 / size), one 64x64
- * multiplication of the offset gives both answers: its high half is the
- * block index (offset / size) and its low half is below c exactly when the
- * offset is a multiple of size (Lemire, Kaser and Kurz's remainder test,
- * exact for offsets below 2^32; a pointer below the first block wraps to a
- * huge offset, whose index is then far beyond any capacity). */
-static inline bool _hak_block_valid(const hak_page_t *pg, const void *p, uint64_t capacity) {
+/* The descriptor of page i of s (pg->index is i, not the slot). */
+static inline hak_page_t *_hak_segment_page(hak_segment_t *s, size_t i) {
+  return _hak_page_at((uintptr_t)s + (i << s->page_shift), s->page_shift - 7);
+}
+
+/* Is p the start of a carved block? One multiplication and one comparison
+ * (after Lemire, Kaser and Kurz's remainder test). With d the block size,
+ * c = floor(2^64 / d) + 1 and e = c * d - 2^64 (1 <= e <= d), an offset
+ * k * d + r (r < d) times c, modulo 2^64, is k * e when r = 0, and at least
+ * c (about 2^64 / d, far above capacity * e) otherwise; an offset below the
+ * first block wraps to nearly 2^64. So the offset is a carved block start
+ * exactly when off * c < capacity * e, for every pointer into the page
+ * (tests/test_api.c checks every class, page kind and offset). */
+static inline bool _hak_block_valid(const hak_page_t *pg, const void *p, uint64_t valid_lim) {
   uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)pg->start);
-  unsigned __int128 m = (unsigned __int128)off * pg->div_c;
-  return (uint64_t)m < pg->div_c && (uint64_t)(m >> 64) < capacity;
+  return off * pg->div_c < valid_lim;
+}
+
+/* The page's div_c and its valid_lim for `capacity` carved blocks. */
+static inline uint64_t _hak_div_c(uint32_t block_size) {
+  return (uint64_t)(((unsigned __int128)1 << 64) / block_size) + 1;
+}
+static inline uint64_t _hak_valid_lim(const hak_page_t *pg, uint32_t capacity) {
+  return (uint64_t)capacity * (pg->div_c * pg->block_size);
 }
 
 /* First byte and length of a page's block area (page 0 skips the info). */
@@ -329,7 +352,7 @@ HAK_INTERNAL void _hak_segment_atfork_child(void);
 
 /* ---- thread heaps (heap.c) ----------------------------------------------*/
 typedef struct hak_heap_s {
-  hak_page_t *direct[HAK_DIRECT_SLOTS]; /* current page for sizes 16*i (never NULL) */
+  hak_page_t *direct[HAK_DIRECT_SLOTS]; /* current page for size i (never NULL) */
   hak_page_t *pages[HAK_CLASS_COUNT];  /* pages with (maybe) free blocks; head = current */
   hak_page_t *full;                    /* pages without free blocks */
   _Atomic(hak_block_t *) delayed_free; /* remote frees into full pages */
@@ -338,9 +361,15 @@ typedef struct hak_heap_s {
   struct hak_heap_s *next_all;         /* every heap ever made */
   struct hak_heap_s *next_pool;        /* abandoned heaps awaiting a thread */
   _Atomic bool abandoned;
+  uintptr_t tid;                       /* _hak_thread_id() of its thread; 0 in the pool */
 } hak_heap_t;
 
 HAK_INTERNAL extern __thread hak_heap_t *_hak_tls_heap;
+
+/* The thread pointer (%fs:0 on x86-64): one load, where _hak_tls_heap takes
+ * two in a shared library. It names a live thread; a new thread may get a
+ * dead one's, which is why a heap's pages forget it when it is abandoned. */
+static inline uintptr_t _hak_thread_id(void) { return (uintptr_t)__builtin_thread_pointer(); }
 HAK_INTERNAL extern hak_heap_t _hak_heap_empty;  /* a thread's heap before its first malloc */
 HAK_INTERNAL extern uint32_t _hak_class_size[HAK_CLASS_COUNT];
 

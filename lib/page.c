@@ -28,14 +28,16 @@ void _hak_page_init(hak_page_t *pg, hak_heap_t *h, int c) {
   pg->start = _hak_page_area(s, pg->index, &len);
   pg->block_size = bs;
   pg->class_idx = (uint8_t)c;
-  pg->reserved = (uint32_t)(len / bs);
+  pg->reserved = (uint16_t)(len / bs);
   pg->free = pg->local_free = NULL;
   pg->used = 0;
   pg->handed = pg->recycled = 0;
   HAK_STORE(pg->capacity, 0);
-  pg->div_c = UINT64_MAX / bs + 1;
+  pg->div_c = _hak_div_c(bs);
+  HAK_STORE(pg->valid_lim, 0);
   atomic_store_explicit(&pg->xthread_free, HAK_NO_DELAYED, memory_order_relaxed);
   HAK_STORE(pg->xheap, (uintptr_t)h);
+  HAK_STORE(pg->xtid, h->tid);
 }
 
 /* Carve up to 4 KiB worth of fresh blocks, in address order, so that memory
@@ -49,7 +51,8 @@ static void extend(hak_page_t *pg) {
   for (uint32_t i = 0; i + 1 < n; i++) ((hak_block_t *)(p + (size_t)i * bs))->next = (hak_block_t *)(p + (size_t)(i + 1) * bs);
   ((hak_block_t *)(p + (size_t)(n - 1) * bs))->next = NULL;
   pg->free = (hak_block_t *)p;
-  HAK_STORE(pg->capacity, pg->capacity + n);
+  HAK_STORE(pg->capacity, (uint16_t)(pg->capacity + n));
+  HAK_STORE(pg->valid_lim, _hak_valid_lim(pg, pg->capacity));
 }
 
 /* ---- collecting ---------------------------------------------------------------*/
@@ -72,7 +75,9 @@ void _hak_page_collect_remote(hak_page_t *pg) {
 /* free is empty: refill it from the frees, or from fresh memory. Returns the
  * number of blocks now on it (0: the page is full). */
 uint32_t _hak_page_refill(hak_page_t *pg) {
-  _hak_page_collect_remote(pg);
+  /* Most pages have no remote frees: one load rather than a call. */
+  if (HAK_TF_BLOCK(atomic_load_explicit(&pg->xthread_free, memory_order_relaxed)))
+    _hak_page_collect_remote(pg);
   uint32_t fresh = 0;
   if (pg->local_free) {
     pg->free = pg->local_free;
@@ -143,7 +148,7 @@ void _hak_page_atfork_child(hak_page_t *pg) {
  * went on the page's own list. Either way the page is not touched after the
  * block is visible to its owner. */
 hak_heap_t *_hak_page_free_remote(hak_page_t *pg, hak_block_t *b) {
-  b->key = HAK_LOAD(pg->xheap) & ~HAK_PAGE_FULL;
+  b->key = (uintptr_t)pg;
   uintptr_t tf = atomic_load_explicit(&pg->xthread_free, memory_order_relaxed), nf;
   bool delayed;
   do {

@@ -11,8 +11,8 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static hak_segment_t *cache;       /* empty segments, linked through next */
 static int cache_count;
 
-static void segmap_mark(hak_segment_t *s, unsigned shift) {
-  atomic_store_explicit(&_hak_segmap[(uintptr_t)s >> HAK_SEGMENT_SHIFT], (uint8_t)shift,
+static void segmap_mark(hak_segment_t *s, unsigned v) {
+  atomic_store_explicit(&_hak_segmap[(uintptr_t)s >> HAK_SEGMENT_SHIFT], (uint8_t)v,
                         memory_order_release);
 }
 
@@ -59,7 +59,7 @@ static void format(hak_segment_t *s, hak_heap_t *h, int kind) {
   s->free_mask = s->page_count == 64 ? ~0ull : (1ull << s->page_count) - 1;
   s->next = s->prev = NULL;
   for (uint32_t i = 0; i < s->page_count; i++) {
-    hak_page_t *pg = &s->pages[i];
+    hak_page_t *pg = _hak_segment_page(s, i);
     uint64_t token = pg->release_token;
     uint32_t released = pg->released_bytes, freed = pg->freed_ms;
     memset(pg, 0, sizeof *pg);
@@ -69,7 +69,7 @@ static void format(hak_segment_t *s, hak_heap_t *h, int kind) {
     pg->index = (uint8_t)i;
     pg->kind = (uint8_t)kind;
   }
-  segmap_mark(s, s->page_shift);
+  segmap_mark(s, s->page_shift - 7);
 }
 
 static hak_segment_t *acquire(hak_heap_t *h, int kind) {
@@ -137,7 +137,7 @@ hak_page_t *_hak_page_alloc(hak_heap_t *h, int kind) {
   s->free_mask &= ~(1ull << i);
   s->used_pages++;
   if (s->free_mask == 0) list_remove(h, s);
-  hak_page_t *pg = &s->pages[i];
+  hak_page_t *pg = _hak_segment_page(s, i);
   if (pg->release_token) {  /* its memory may still be queued: take it back first */
     size_t len;
     uint8_t *area = _hak_page_area(s, i, &len);

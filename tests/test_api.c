@@ -229,6 +229,33 @@ END_TEST
 /* Small blocks are counted when a page's free list is refilled and settled
  * when the page is given back (the fast paths count nothing): after a trim
  * they count every block. */
+/* free's block-start test (one multiplication and one comparison, see
+ * _hak_block_valid) decides usable_size too: in every size class (16-byte
+ * steps to 128, then four per power of two up to 256 KiB), a block start
+ * has its class size and no other 8-byte step inside the block is one;
+ * nor is the segment's descriptor area, below the first block of page 0. */
+START_TEST(usable_size_only_block_starts) {
+  for (size_t size = 16; size <= 256 * 1024;) {
+    size_t n = 512 * 1024 / size < 2 ? 2 : 512 * 1024 / size;
+    if (n > 256) n = 256;
+    char **p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) {
+      p[i] = hak_malloc(size);
+      ck_assert_ptr_nonnull(p[i]);
+      ck_assert_uint_eq(hak_usable_size(p[i]), size);
+      for (size_t off = 8; off < size; off += 8)
+        ck_assert_msg(hak_usable_size(p[i] + off) == 0, "class %zu: %p + %zu taken for a block", size,
+                      (void *)p[i], off);
+      char *info = (char *)((uintptr_t)p[i] & ~(uintptr_t)(4 * MiB - 1)) + 8192;
+      ck_assert_uint_eq(hak_usable_size(info), 0);
+    }
+    for (size_t i = 0; i < n; i++) hak_free(p[i]);
+    free(p);
+    size += size < 128 ? 16 : (size_t)1 << (61 - __builtin_clzl(size));
+  }
+}
+END_TEST
+
 START_TEST(stats_count_allocation_paths) {
   enum { N = 3000 };
   static void *s[N];
@@ -270,6 +297,7 @@ Suite *test_api_suite(void) {
   tcase_add_test(tc, posix_memalign_all_alignments);
   tcase_add_test(tc, aligned_blocks_realloc_and_reuse);
   tcase_add_test(tc, usable_size_whole_block_is_writable);
+  tcase_add_test(tc, usable_size_only_block_starts);
   tcase_add_test(tc, stats_count_allocation_paths);
   suite_add_tcase(s, tc);
   return s;

@@ -152,6 +152,48 @@ START_TEST(free_after_owner_exit) {
 }
 END_TEST
 
+/* free's fast path knows the owner by the page's thread id, the thread
+ * pointer (%fs:0) of its heap's thread. A thread created after another one
+ * exited usually gets the dead one's thread pointer (glibc reuses its stack
+ * and TCB): its free into the dead thread's pages must still be another
+ * thread's free (counted free_remote), not a push on lists it does not own.
+ * One free only: a slow free may start the purge thread, whose creation
+ * allocates, and the thread then adopts the pooled heap, rightly. */
+typedef struct heir_arg_s {
+  void **v;
+  uintptr_t tp;
+} heir_arg_t;
+
+static void *heir_alloc(void *arg) {
+  heir_arg_t *a = arg;
+  a->tp = (uintptr_t)__builtin_thread_pointer();
+  for (int i = 0; i < 1000; i++) a->v[i] = hak_malloc(64);
+  return NULL;
+}
+
+static void *heir_free(void *arg) {  /* no malloc first: this thread has no heap */
+  heir_arg_t *a = arg;
+  a->tp = (uintptr_t)__builtin_thread_pointer();
+  hak_free(a->v[999]);  /* the last one: its page is not full */
+  return NULL;
+}
+
+START_TEST(free_by_thread_with_dead_threads_pointer) {
+  static void *v[1000];
+  heir_arg_t dead = {v, 0}, heir = {v, 0};
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, heir_alloc, &dead), 0);
+  pthread_join(t, NULL);
+  hak_stats_t a = tu_stats();
+  ck_assert_int_eq(pthread_create(&t, NULL, heir_free, &heir), 0);
+  pthread_join(t, NULL);
+  hak_stats_t b = tu_stats();
+  if (heir.tp != dead.tp) printf("note: the second thread got a new thread pointer here\n");
+  ck_assert_uint_eq(b.free_remote - a.free_remote, 1);
+  for (int i = 0; i < 999; i++) hak_free(v[i]);
+}
+END_TEST
+
 /* Every thread frees what its neighbour allocated, at the same time. */
 typedef struct ring_arg_s {
   void **mine, **theirs;
@@ -205,6 +247,7 @@ Suite *test_xthread_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_loop_test(tc, producer_consumers, 2, 9);
   tcase_add_test(tc, free_after_owner_exit);
+  tcase_add_test(tc, free_by_thread_with_dead_threads_pointer);
   tcase_add_loop_test(tc, all_to_all_ring, 2, 9);
   suite_add_tcase(s, tc);
   return s;
