@@ -226,9 +226,6 @@ START_TEST(usable_size_whole_block_is_writable) {
 }
 END_TEST
 
-/* Small blocks are counted when a page's free list is refilled and settled
- * when the page is given back (the fast paths count nothing): after a trim
- * they count every block. */
 /* free's block-start test (one multiplication and one comparison, see
  * _hak_block_valid) decides usable_size too: in every size class (16-byte
  * steps to 128, then four per power of two up to 256 KiB), a block start
@@ -256,6 +253,9 @@ START_TEST(usable_size_only_block_starts) {
 }
 END_TEST
 
+/* Small blocks are counted when a page's free list is refilled and settled
+ * when the page is given back (the fast paths count nothing): after a trim
+ * they count every block. */
 START_TEST(stats_count_allocation_paths) {
   enum { N = 3000 };
   static void *s[N];
