@@ -11,20 +11,12 @@
  * thread's heap is never NULL (a static empty heap stands in before its
  * first malloc), so the fast path does not test it. */
 
-static inline void *pop(hak_page_t *pg) {
-  hak_block_t *b = pg->free;
-  pg->free = b->next;
-  pg->used++;
-  b->key = 0;
-  return b;
-}
-
 /* The current page of the class, its free list refilled from the page's own
  * frees if need be: what most slow mallocs come to. */
 static inline void *malloc_current(size_t size) {
   hak_page_t *pg = _hak_tls_heap->pages[_hak_size_class(size)];
   if (!pg || (!pg->free && !_hak_page_refill(pg))) return NULL;
-  return pop(pg);
+  return _hak_page_pop(pg);
 }
 
 static HAK_NOINLINE void *malloc_generic(size_t size) {
@@ -44,20 +36,14 @@ static HAK_NOINLINE void *malloc_generic(size_t size) {
 /* malloc_current for a size with a direct slot, whose page malloc already
  * has (the class's current page, or page_empty, which refills to nothing). */
 static HAK_NOINLINE void *malloc_refill(size_t size, hak_page_t *pg) {
-  if (_hak_page_refill(pg)) return pop(pg);
+  if (_hak_page_refill(pg)) return _hak_page_pop(pg);
   return malloc_generic(size);
 }
 
 void *hak_malloc(size_t size) {
   if (HAK_LIKELY(size <= HAK_DIRECT_MAX)) {
     hak_page_t *pg = _hak_tls_heap->direct[size];
-    hak_block_t *b = pg->free;
-    if (HAK_LIKELY(b != NULL)) {
-      pg->free = b->next;
-      pg->used++;
-      b->key = 0;
-      return b;
-    }
+    if (HAK_LIKELY(pg->free != NULL)) return _hak_page_pop(pg);
     return malloc_refill(size, pg);
   }
   return malloc_generic(size);

@@ -209,14 +209,6 @@ static void take_delayed(hak_heap_t *h) {
 
 /* ---- allocation -----------------------------------------------------------------*/
 
-static inline void *pop(hak_page_t *pg) {
-  hak_block_t *b = pg->free;
-  pg->free = b->next;
-  pg->used++;
-  b->key = 0;
-  return b;
-}
-
 static hak_page_t *fresh_page(hak_heap_t *h, int c) {
   int kind = _hak_class_size[c] <= HAK_SMALL_BLOCK_MAX ? HAK_SEG_SMALL : HAK_SEG_MEDIUM;
   hak_page_t *pg = _hak_page_alloc(h, kind);
@@ -251,7 +243,7 @@ static void *alloc_class(hak_heap_t *h, int c) {
   take_delayed(h);
   hak_page_t *pg = h->pages[c];
   if (!pg || !pg->free) pg = find_page(h, c);
-  return pg ? pop(pg) : NULL;
+  return pg ? _hak_page_pop(pg) : NULL;
 }
 
 void *_hak_heap_malloc(size_t size) {

@@ -136,9 +136,10 @@ HAK_INTERNAL void _hak_hist_add(int which, uint64_t value);
 HAK_INTERNAL void _hak_hist_read(int which, hak_percentiles_t *out);
 HAK_INTERNAL uint64_t _hak_hist_count_upto(int which, uint64_t limit, uint64_t *total);
 HAK_INTERNAL void _hak_hist_reset(void);
-/* A freed range handed out again, ms after it was freed; `released`: it had
- * been given to the kernel meanwhile (the reuse faults it back in). */
-HAK_INTERNAL void _hak_reuse_note(uint64_t bytes, uint64_t ms, bool released);
+/* A freed range handed out again at now_ms, ms after it was freed;
+ * `released`: it had been given to the kernel meanwhile (the reuse faults it
+ * back in). */
+HAK_INTERNAL void _hak_reuse_note(uint64_t bytes, uint64_t now_ms, uint64_t ms, bool released);
 /* The reuse intervals since the last take, bytes per log2(ms) bucket, of
  * ranges reused before and after their release (the policy's input):
  * bytes[across][released][bucket], across = freed before the program went
@@ -320,6 +321,16 @@ static inline uint64_t _hak_div_c(uint32_t block_size) {
 }
 static inline uint64_t _hak_valid_lim(const hak_page_t *pg, uint32_t capacity) {
   return (uint64_t)capacity * (pg->div_c * pg->block_size);
+}
+
+/* Hand out the first block of a page whose free list is not empty (the key
+ * that marks a free block is cleared). */
+static inline void *_hak_page_pop(hak_page_t *pg) {
+  hak_block_t *b = pg->free;
+  pg->free = b->next;
+  pg->used++;
+  b->key = 0;
+  return b;
 }
 
 /* First byte and length of a page's block area (page 0 skips the info). */

@@ -284,7 +284,8 @@ static node_t *cache_find(size_t map_size, size_t align) {
 static void *reuse(node_t *e, size_t size, bool zero) {
   bool released = _hak_batch_released(e->gen);
   hak_stat_inc(cache_hits);
-  _hak_reuse_note(e->map_size, _hak_now_ms() - e->freed_ms, released);
+  uint64_t now = _hak_now_ms();
+  _hak_reuse_note(e->map_size, now, now - e->freed_ms, released);
   _hak_batch_cancel(e->base, e->map_size, e->gen, HAK_CANCEL_REUSE);
   e->gen = 0;
   reg_set_state(e, LIVE);

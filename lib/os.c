@@ -68,9 +68,8 @@ void _hak_os_hugepage_hint(void *p, size_t size) {
  * of two, so that a preemption does not count. 0 when it cannot tell. */
 double _hak_os_refault_ps_per_byte(bool huge) {
   size_t len = huge ? HAK_HUGE_ALIGN : 16 * HAK_OS_PAGE;
-  uint8_t *raw = _hak_os_map(len + HAK_HUGE_ALIGN);
-  if (!raw) return 0;
-  uint8_t *p = (uint8_t *)_hak_align_up((uintptr_t)raw, HAK_HUGE_ALIGN);
+  uint8_t *p = _hak_os_map_aligned(len, huge ? HAK_HUGE_ALIGN : HAK_OS_PAGE);
+  if (!p) return 0;
   madvise(p, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
   hak_stat_inc(madvise_calls);
   double best = 0;
@@ -82,7 +81,7 @@ double _hak_os_refault_ps_per_byte(bool huge) {
     madvise(p, len, MADV_DONTNEED);  /* round 0 only faults it in the first time */
     hak_stat_inc(madvise_calls);
   }
-  _hak_os_unmap(raw, len + HAK_HUGE_ALIGN);
+  _hak_os_unmap(p, len);
   return best;
 }
 

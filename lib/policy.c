@@ -128,6 +128,9 @@ void _hak_policy_init(void) {
 
 /* ---- the estimate ------------------------------------------------------------*/
 
+/* HAKMEM_MEMORY_WEIGHT in microseconds per byte*ms held. */
+static double weight(void) { return (double)hak_opt(MEMORY_WEIGHT) / (1048576.0 * 1000.0); }
+
 static double delay_of(int a) {
   long long cap = hak_opt(PURGE_CAP_MS);
   return arms[a].delay_ms < cap ? arms[a].delay_ms : (double)cap;
@@ -205,7 +208,7 @@ static void out_settle(uint64_t now_ms) {
  * and fault back in, and, when it is lazier than the arm that ran, how much
  * longer it would have held what that arm released. */
 static double estimate(int a, int ran, const epoch_t *ep) {
-  double d = delay_of(a), dr = delay_of(ran), w = (double)hak_opt(MEMORY_WEIGHT) / (1048576.0 * 1000.0);
+  double d = delay_of(a), dr = delay_of(ran), w = weight();
   double hold = P.held[a] + ep->out_hold[a], refault = 0, released = ep->lost > 0 ? ep->lost : 0;
   for (int b = 0; b < HAK_REUSE_BUCKETS; b++) {
     double x = mid_ms(b), bytes = (double)(ep->kept[b] + ep->released[b]);
@@ -233,7 +236,7 @@ static void sample_queue(uint64_t now_ms) {
 
 /* The realised cost of the epoch that just ran, in microseconds. */
 static double realised(const snapshot_t *now) {
-  double w = (double)hak_opt(MEMORY_WEIGHT) / (1048576.0 * 1000.0);
+  double w = weight();
   return (double)(now->flush_ns - P.at_start.flush_ns) / 1e3 +
          (double)(now->refault_bytes - P.at_start.refault_bytes) * P.refault / 1e6 +
          w * (double)P.held_byte_ms;
@@ -266,7 +269,7 @@ static void start_epoch(uint64_t now_ms) {
 
 static void close_pause(void) {
   if (!P.pause_open) return;
-  double w = (double)hak_opt(MEMORY_WEIGHT) / (1048576.0 * 1000.0), cap = (double)hak_opt(PURGE_CAP_MS);
+  double w = weight(), cap = (double)hak_opt(PURGE_CAP_MS);
   double reused = 0, held = 0, refault = 0;
   for (int b = 0; b < HAK_REUSE_BUCKETS; b++) {
     double x = mid_ms(b), bytes = P.across[b];
@@ -300,26 +303,29 @@ static void go_quiet(uint64_t now_ms) {
 
 /* ---- the cost of a refault -------------------------------------------------------*/
 
+/* The refault cost of this program: the two measured costs, weighed by the
+ * share of its reused bytes that sits in huge pages. */
+static void set_refault_mix(void) {
+  P.refault = P.refault_ps[0] + P.huge_share * (P.refault_ps[1] - P.refault_ps[0]);
+}
+
 /* Measured once, on the purge thread, before the first epoch is scored. */
 static void measure_refault(void) {
   double small = _hak_os_refault_ps_per_byte(false), huge = _hak_os_refault_ps_per_byte(true);
   pthread_mutex_lock(&P.lock);
   if (small > 0) P.refault_ps[0] = small;
   if (huge > 0) P.refault_ps[1] = huge;
-  P.refault = P.refault_ps[0] + P.huge_share * (P.refault_ps[1] - P.refault_ps[0]);
+  set_refault_mix();
   P.measured = true;
   pthread_mutex_unlock(&P.lock);
 }
 
-/* What the program reuses is what a refault would cost it: the share of
- * its reused bytes that sits in huge pages weighs the two costs. */
-static void mix_refault(const hak_reuse_t *r) {
-  double all = 0;
-  for (int k = 0; k < 4; k++)
-    for (int b = 0; b < HAK_REUSE_BUCKETS; b++) all += (double)r->bytes[k >> 1][k & 1][b];
+/* What the program reuses is what a refault would cost it: `huge` of the
+ * `all` bytes it reused were in huge pages. */
+static void mix_refault(double huge, double all) {
   if (all <= 0) return;
-  P.huge_share = DISCOUNT * P.huge_share + (1 - DISCOUNT) * (double)r->huge / all;
-  P.refault = P.refault_ps[0] + P.huge_share * (P.refault_ps[1] - P.refault_ps[0]);
+  P.huge_share = DISCOUNT * P.huge_share + (1 - DISCOUNT) * huge / all;
+  set_refault_mix();
 }
 
 /* ---- the epoch -------------------------------------------------------------------*/
@@ -333,7 +339,6 @@ static double take_reuse(epoch_t *ep, double *back) {
   _hak_reuse_take(&r);
   double across_released = 0;
   *back = 0;
-  mix_refault(&r);
   for (int b = 0; b < HAK_REUSE_BUCKETS; b++) {
     ep->kept[b] = r.bytes[0][0][b];
     ep->released[b] = r.bytes[0][1][b];
@@ -346,6 +351,7 @@ static double take_reuse(epoch_t *ep, double *back) {
       ep->released[b] += r.bytes[1][1][b];
     }
   }
+  mix_refault((double)r.huge, *back);
   return P.hold_pauses ? 0 : across_released;
 }
 

@@ -35,9 +35,9 @@ static void list_remove(hak_heap_t *h, hak_segment_t *s) {
 /* ---- segment life ---------------------------------------------------------*/
 
 /* Memory a page gave back is handed out again: the policy learns from when. */
-static void note_reuse(const hak_page_t *pg) {
-  uint32_t ms = (uint32_t)_hak_now_ms() - pg->freed_ms;  /* wraps with the stamp */
-  _hak_reuse_note(pg->released_bytes, ms, _hak_batch_released(pg->release_token));
+static void note_reuse(const hak_page_t *pg, uint64_t now) {
+  uint32_t ms = (uint32_t)now - pg->freed_ms;  /* wraps with the stamp */
+  _hak_reuse_note(pg->released_bytes, now, ms, _hak_batch_released(pg->release_token));
 }
 
 static void format(hak_segment_t *s, hak_heap_t *h, int kind) {
@@ -46,8 +46,9 @@ static void format(hak_segment_t *s, hak_heap_t *h, int kind) {
      * and the new pages will reuse their memory. */
     _hak_batch_cancel(s, HAK_SEGMENT_SIZE, s->release_token, HAK_CANCEL_REUSE);
     s->release_token = 0;
+    uint64_t now = _hak_now_ms();
     for (size_t i = 0; i < HAK_MAX_PAGES; i++) {
-      if (s->pages[i].release_token) note_reuse(&s->pages[i]);
+      if (s->pages[i].release_token) note_reuse(&s->pages[i], now);
       s->pages[i].release_token = 0;
     }
   }
@@ -141,7 +142,7 @@ hak_page_t *_hak_page_alloc(hak_heap_t *h, int kind) {
   if (pg->release_token) {  /* its memory may still be queued: take it back first */
     size_t len;
     uint8_t *area = _hak_page_area(s, i, &len);
-    note_reuse(pg);
+    note_reuse(pg, _hak_now_ms());
     _hak_batch_cancel(area, len, pg->release_token, HAK_CANCEL_REUSE);
     pg->release_token = 0;
   }

@@ -94,7 +94,7 @@ void _hak_hist_reset(void) {
 /* By log2(ms) between free and reuse: kept, released; then the same for
  * ranges freed before the program last went quiet and reused after it
  * (what the policy's pause rule answers for, not its arms). */
-static _Atomic uint64_t reuse_bytes[4][HAK_REUSE_BUCKETS];
+static _Atomic uint64_t reuse_bytes[2][2][HAK_REUSE_BUCKETS];  /* as hak_reuse_t */
 static _Atomic uint64_t reuse_huge_bytes;  /* of all of them, in ranges of huge pages */
 static _Atomic uint64_t quiet_since_ms;    /* when the program last went quiet, 0: never */
 
@@ -102,12 +102,12 @@ void _hak_reuse_mark_quiet(uint64_t now_ms) {
   atomic_store_explicit(&quiet_since_ms, now_ms, memory_order_relaxed);
 }
 
-void _hak_reuse_note(uint64_t bytes, uint64_t ms, bool released) {
+void _hak_reuse_note(uint64_t bytes, uint64_t now_ms, uint64_t ms, bool released) {
   unsigned b = ms ? 64u - (unsigned)__builtin_clzll(ms) : 0;  /* 0: < 1 ms, b: [2^(b-1), 2^b) */
   if (b >= HAK_REUSE_BUCKETS) b = HAK_REUSE_BUCKETS - 1;
   uint64_t quiet = atomic_load_explicit(&quiet_since_ms, memory_order_relaxed);
-  bool across = quiet && _hak_now_ms() - ms <= quiet;  /* freed before the quiet spell */
-  atomic_fetch_add_explicit(&reuse_bytes[2 * across + released][b], bytes, memory_order_relaxed);
+  bool across = quiet && now_ms - ms <= quiet;  /* freed before the quiet spell */
+  atomic_fetch_add_explicit(&reuse_bytes[across][released][b], bytes, memory_order_relaxed);
   if (bytes >= HAK_HUGE_ALIGN) atomic_fetch_add_explicit(&reuse_huge_bytes, bytes, memory_order_relaxed);
   if (!released) return;
   hak_stat_inc(ranges_reused_released);
@@ -116,8 +116,10 @@ void _hak_reuse_note(uint64_t bytes, uint64_t ms, bool released) {
 }
 
 void _hak_reuse_take(hak_reuse_t *r) {
-  for (int k = 0; k < 4; k++)
-    for (int b = 0; b < HAK_REUSE_BUCKETS; b++)
-      r->bytes[k >> 1][k & 1][b] = atomic_exchange_explicit(&reuse_bytes[k][b], 0, memory_order_relaxed);
+  for (int across = 0; across < 2; across++)
+    for (int released = 0; released < 2; released++)
+      for (int b = 0; b < HAK_REUSE_BUCKETS; b++)
+        r->bytes[across][released][b] =
+            atomic_exchange_explicit(&reuse_bytes[across][released][b], 0, memory_order_relaxed);
   r->huge = atomic_exchange_explicit(&reuse_huge_bytes, 0, memory_order_relaxed);
 }
