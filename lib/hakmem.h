@@ -105,6 +105,7 @@ HAK_EXPORT long long hak_option_get(const char *name);
   X(held_mib_ms, C, "free memory held (MiB*ms)")                              \
   X(ranges_reused_released, C, "released ranges reused")                      \
   X(bytes_reused_released, C, "released bytes reused (refaulted)")            \
+  X(refault_samples, C, "refaults timed in the program")                      \
   X(inflight_waits, C, "waits for a flush")                                   \
   X(fallbacks, C, "fallbacks")                                                \
   /* the operating system */                                                  \
@@ -167,6 +168,7 @@ typedef struct hak_stats_s {
   double pause_cost_give_back;/* estimated cost per pause of giving it back, microseconds */
   double pause_cost_hold;     /* ... of holding it */
   double refault_ps_small;    /* measured cost of faulting memory back in, ps per byte: 4 KiB pages */
+  double refault_ps_small_start; /* ... as measured at start (refault_samples refine it) */
   double refault_ps_huge;     /* ... transparent huge pages */
   double refault_ps;          /* ... the mix this program reuses (what the policy assumes) */
   double release_ps;          /* measured cost of giving memory back, ps per byte (its flushes) */

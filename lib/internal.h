@@ -122,6 +122,7 @@ HAK_INTERNAL void *_hak_os_map_aligned(size_t size, size_t align);
 HAK_INTERNAL void _hak_os_unmap(void *p, size_t size);
 HAK_INTERNAL void _hak_os_hugepage_hint(void *p, size_t size);
 HAK_INTERNAL double _hak_os_refault_ps_per_byte(bool huge);
+HAK_INTERNAL int _hak_os_populate(void *p, size_t len, uint64_t *ns);
 HAK_INTERNAL uint64_t _hak_now_ns(void);                     /* CLOCK_MONOTONIC */
 static inline uint64_t _hak_now_ms(void) { return _hak_now_ns() / 1000000; }
 
@@ -151,6 +152,12 @@ typedef struct {
 } hak_reuse_t;
 HAK_INTERNAL void _hak_reuse_take(hak_reuse_t *r);
 HAK_INTERNAL void _hak_reuse_mark_quiet(uint64_t now_ms);
+/* Released memory at p (len bytes), about to be handed out again at now_ms:
+ * now and then its refault is measured (telemetry.c). The range must be out
+ * of the release queue. */
+HAK_INTERNAL void _hak_refault_sample(void *p, size_t len, uint64_t now_ms);
+/* The refaults measured since the last take: their time and bytes. */
+HAK_INTERNAL void _hak_refault_take(uint64_t *ns, uint64_t *bytes);
 
 /* ---- the release policy (policy.c) -------------------------------------*/
 HAK_INTERNAL void _hak_policy_init(void);

@@ -288,6 +288,9 @@ static void *reuse(node_t *e, size_t size, bool zero) {
   _hak_reuse_note(e->map_size, now, now - e->freed_ms, released);
   _hak_batch_cancel(e->base, e->map_size, e->gen, HAK_CANCEL_REUSE);
   e->gen = 0;
+  /* (huge pages, from HAK_HUGE_ALIGN up, cost another price per byte) */
+  if (released && e->advice == MADV_DONTNEED && e->map_size < HAK_HUGE_ALIGN)
+    _hak_refault_sample(e->ptr, size, now);
   reg_set_state(e, LIVE);
   if (zero && !(released && e->advice == MADV_DONTNEED)) memset(e->ptr, 0, size);
   return e->ptr;

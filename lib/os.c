@@ -85,6 +85,18 @@ double _hak_os_refault_ps_per_byte(bool huge) {
   return best;
 }
 
+/* Fault [p, p+len) in, writable, in one call, and say how long it took.
+ * Returns 0 or the errno (EINVAL before Linux 5.14). errno is kept. */
+int _hak_os_populate(void *p, size_t len, uint64_t *ns) {
+  int saved = errno, err = 0;
+  uint64_t t0 = _hak_now_ns();
+  if (madvise(p, len, MADV_POPULATE_WRITE) != 0) err = errno;
+  *ns = _hak_now_ns() - t0;
+  hak_stat_inc(madvise_calls);
+  errno = saved;
+  return err;
+}
+
 uint64_t _hak_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -15,8 +15,9 @@
  * release and the fault; and an arm longer than the one that ran would have
  * held the released ranges longer. So no epoch is spent trying a bad arm
  * (a bandit such as UCB1 must pull each one, and the eager arms cost up to
- * ten times the best on bursty programs); the scores are discounted, so a
- * change of phase outweighs the past within a few epochs. The realised cost
+ * ten times the best on bursty programs); the scores are discounted over
+ * about a second (ARM_DISCOUNT), so a change of phase outweighs the past
+ * within a second, and sooner when it changes the costs much. The realised cost
  * of the arm that ran is kept too, to check the estimate against.
  *
  * The delay never exceeds HAKMEM_PURGE_CAP_MS (1 s): nothing free stays
@@ -33,6 +34,15 @@
 
 #define EPOCH_MS 50
 #define DISCOUNT 0.7              /* weight of the past per epoch */
+/* ... in the arms' scores: a horizon as long as the cap. An eager arm pays
+ * its refault in one epoch, when memory comes back; a lazy one pays its hold
+ * in every epoch until then. Over a horizon shorter than the time between
+ * the two (0.7 is three epochs, 150 ms), the refault fades before the next
+ * one and the eager arm looks cheaper near the end of every cycle: on a
+ * server whose buffers come back after 300 ms the policy switched arms every
+ * few epochs, and gave back at each switch what came back 300 ms later
+ * (docs/results/2026-11-26-policy-accounting.md). */
+#define ARM_DISCOUNT 0.95
 /* Until measured, what they cost on the project machine (kernel 6.18, KVM):
  * a refault 0.3 ns a byte in 4 KiB pages, 0.02 in huge pages (os.c measures
  * both at start); giving memory back 0.07 ns a byte (measured on the
@@ -90,9 +100,12 @@ static struct {
   /* the cost of a refault here: 4 KiB pages, huge pages, and the mix reused */
   bool measured;
   double refault_ps[2], huge_share, refault;
+  double refault_start;           /* 4 KiB pages, as measured at start */
+  double sampled_ns, sampled_bytes; /* refaults timed in the program (discounted) */
   double release;                 /* ps per byte given back, from the flushes */
 } P = {.lock = PTHREAD_MUTEX_INITIALIZER, .arm = FIRST_ARM, .idle = true,
        .refault_ps = {REFAULT_PS_SMALL, REFAULT_PS_HUGE}, .refault = REFAULT_PS_SMALL,
+       .refault_start = REFAULT_PS_SMALL,
        .release = RELEASE_PS};
 
 #define LOAD(f) atomic_load_explicit(&_hak_cnt.f, memory_order_relaxed)
@@ -313,11 +326,26 @@ static void set_refault_mix(void) {
 static void measure_refault(void) {
   double small = _hak_os_refault_ps_per_byte(false), huge = _hak_os_refault_ps_per_byte(true);
   pthread_mutex_lock(&P.lock);
-  if (small > 0) P.refault_ps[0] = small;
+  if (small > 0) P.refault_ps[0] = P.refault_start = small;
   if (huge > 0) P.refault_ps[1] = huge;
   set_refault_mix();
   P.measured = true;
   pthread_mutex_unlock(&P.lock);
+}
+
+/* The refaults timed in the program (telemetry.c) refine the cost of a 4 KiB
+ * refault measured at start, which counts as SAMPLE_PRIOR bytes of them. The
+ * samples fade as new ones come, not with time: a program that stops
+ * reusing released memory has not made its refaults cheaper. */
+#define SAMPLE_PRIOR (256.0 * 1024)
+static void take_refault_samples(void) {
+  uint64_t ns, bytes;
+  _hak_refault_take(&ns, &bytes);
+  if (bytes == 0) return;
+  P.sampled_ns = DISCOUNT * P.sampled_ns + (double)ns;
+  P.sampled_bytes = DISCOUNT * P.sampled_bytes + (double)bytes;
+  P.refault_ps[0] = (P.refault_start * SAMPLE_PRIOR + P.sampled_ns * 1000.0) / (SAMPLE_PRIOR + P.sampled_bytes);
+  set_refault_mix();
 }
 
 /* What the program reuses is what a refault would cost it: `huge` of the
@@ -360,6 +388,7 @@ static void score_epoch(uint64_t now_ms) {
   epoch_t ep;
   double back;
   double across_released = take_reuse(&ep, &back);
+  take_refault_samples();
   ep.len_ms = (double)(now_ms - P.epoch_start_ms);
   double seconds = ep.len_ms / 1000.0;
   ep.ranges = (double)(now.ranges_added - P.at_start.ranges_added);
@@ -387,7 +416,7 @@ static void score_epoch(uint64_t now_ms) {
     }
     for (int a = 0; a < HAK_POLICY_ARMS; a++) {
       double e = estimate(a, ran, &ep) / seconds;
-      P.est[a] = P.scored ? DISCOUNT * P.est[a] + (1 - DISCOUNT) * e : e;
+      P.est[a] = P.scored ? ARM_DISCOUNT * P.est[a] + (1 - ARM_DISCOUNT) * e : e;
     }
     P.scored = true;
     P.pulls[P.arm]++;
@@ -434,6 +463,7 @@ void _hak_policy_fill_stats(hak_stats_t *st) {
   st->policy_epochs = P.epochs;
   st->policy_pauses = P.pauses;
   st->refault_ps_small = P.refault_ps[0];
+  st->refault_ps_small_start = P.refault_start;
   st->refault_ps_huge = P.refault_ps[1];
   st->refault_ps = P.refault;
   st->release_ps = P.release;

@@ -3,6 +3,7 @@
  * and how big its pages are, so that free() finds any block's page
  * descriptor with one table load, and knows a foreign pointer from ours. */
 #include <string.h>
+#include <sys/mman.h>
 
 #include "internal.h"
 
@@ -34,10 +35,13 @@ static void list_remove(hak_heap_t *h, hak_segment_t *s) {
 
 /* ---- segment life ---------------------------------------------------------*/
 
-/* Memory a page gave back is handed out again: the policy learns from when. */
-static void note_reuse(const hak_page_t *pg, uint64_t now) {
+/* Memory a page gave back is handed out again: the policy learns from when.
+ * Returns whether the kernel had it. */
+static bool note_reuse(const hak_page_t *pg, uint64_t now) {
   uint32_t ms = (uint32_t)now - pg->freed_ms;  /* wraps with the stamp */
-  _hak_reuse_note(pg->released_bytes, now, ms, _hak_batch_released(pg->release_token));
+  bool released = _hak_batch_released(pg->release_token);
+  _hak_reuse_note(pg->released_bytes, now, ms, released);
+  return released;
 }
 
 static void format(hak_segment_t *s, hak_heap_t *h, int kind) {
@@ -142,9 +146,11 @@ hak_page_t *_hak_page_alloc(hak_heap_t *h, int kind) {
   if (pg->release_token) {  /* its memory may still be queued: take it back first */
     size_t len;
     uint8_t *area = _hak_page_area(s, i, &len);
-    note_reuse(pg, _hak_now_ms());
+    uint64_t now = _hak_now_ms();
+    bool released = note_reuse(pg, now);
     _hak_batch_cancel(area, len, pg->release_token, HAK_CANCEL_REUSE);
     pg->release_token = 0;
+    if (released && hak_opt(ADVICE) == MADV_DONTNEED) _hak_refault_sample(area, pg->released_bytes, now);
   }
   return pg;
 }

@@ -120,8 +120,9 @@ static void table_policy(out_t *o, const hak_stats_t *st) {
     put(o, "    %-4d %10llu %12llu %8llu %16.1f %16.1f%s\n", a, (unsigned long long)st->arm_delay_ms[a],
         (unsigned long long)(st->arm_batch_bytes[a] >> 20), (unsigned long long)st->arm_pulls[a],
         st->arm_cost[a], st->arm_cost_seen[a], a == st->policy_arm ? "  <- in force" : "");
-  put(o, "    %-34s %.0f ps/byte (4 KiB pages %.0f, huge pages %.0f)\n", "refault cost (measured)",
-      st->refault_ps, st->refault_ps_small, st->refault_ps_huge);
+  put(o, "    %-34s %.0f ps/byte (4 KiB pages %.0f: %.0f at start, %llu timed in the program; huge pages %.0f)\n",
+      "refault cost (measured)", st->refault_ps, st->refault_ps_small, st->refault_ps_small_start,
+      (unsigned long long)st->refault_samples, st->refault_ps_huge);
   put(o, "    %-34s %.0f ps/byte\n", "release cost (measured)", st->release_ps);
   put(o, "    %-34s %s after %llu pauses (us per pause: give back %.1f, hold %.1f)\n",
       "when the program goes quiet", st->pause_hold ? "hold" : "give back",
@@ -179,10 +180,10 @@ static void format_json(out_t *o, const hak_stats_t *st) {
         st->arm_cost[a], st->arm_cost_seen[a]);
   put(o, "],\"pause_rule\":\"%s\",\"pauses\":%llu,\"pause_cost_give_back_us\":%.1f,"
       "\"pause_cost_hold_us\":%.1f,\"refault_ps_per_byte\":%.1f,\"refault_ps_small\":%.1f,"
-      "\"refault_ps_huge\":%.1f,\"release_ps_per_byte\":%.1f}\n",
+      "\"refault_ps_small_start\":%.1f,\"refault_ps_huge\":%.1f,\"release_ps_per_byte\":%.1f}\n",
       st->pause_hold ? "hold" : "give_back", (unsigned long long)st->policy_pauses,
       st->pause_cost_give_back, st->pause_cost_hold, st->refault_ps, st->refault_ps_small,
-      st->refault_ps_huge, st->release_ps);
+      st->refault_ps_small_start, st->refault_ps_huge, st->release_ps);
 }
 
 static void emit(int fd, const out_t *o) {

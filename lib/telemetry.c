@@ -3,6 +3,7 @@
  * known within 1/8), filled with relaxed atomic adds: no allocation, no lock,
  * and only on release paths (a flush, a page or block reused), never on
  * malloc or free. HAKMEM_TELEMETRY=0 turns the recording off. */
+#include <errno.h>
 #include <string.h>
 
 #include "internal.h"
@@ -122,4 +123,36 @@ void _hak_reuse_take(hak_reuse_t *r) {
         r->bytes[across][released][b] =
             atomic_exchange_explicit(&reuse_bytes[across][released][b], 0, memory_order_relaxed);
   r->huge = atomic_exchange_explicit(&reuse_huge_bytes, 0, memory_order_relaxed);
+}
+
+/* ---- the refault, measured in the program ------------------------------------------
+ * The policy measures a refault at start, in a loop in which the kernel hands
+ * back the pages it was just given, hot. A program's refault costs more (1.5
+ * times on the project's VM: its pages come back from the page allocator
+ * cold, or from the host). So now and then (at most every SAMPLE_MS) hakmem
+ * faults in the start of a released range that it hands out again, with one
+ * timed MADV_POPULATE_WRITE, before the program touches it: faults the
+ * program would have taken itself. Not on malloc's fast path: only where a
+ * page or a cached block that had been released is handed out again. */
+#define SAMPLE_MS 20
+#define SAMPLE_BYTES (64u << 10)
+#define SAMPLE_NEVER UINT64_MAX  /* the kernel cannot (before 5.14) or may not */
+static _Atomic uint64_t sample_next_ms, sample_ns, sample_bytes;
+
+void _hak_refault_sample(void *p, size_t len, uint64_t now_ms) {
+  uint64_t next = atomic_load_explicit(&sample_next_ms, memory_order_relaxed), ns;
+  if (now_ms < next || next == SAMPLE_NEVER || !hak_opt(POLICY)) return;  /* (only the policy reads them) */
+  if (!atomic_compare_exchange_strong(&sample_next_ms, &next, now_ms + SAMPLE_MS)) return;
+  size_t n = len < SAMPLE_BYTES ? len : SAMPLE_BYTES;
+  int err = _hak_os_populate(p, n, &ns);
+  if (err == EINVAL || err == EPERM || err == ENOSYS) atomic_store(&sample_next_ms, SAMPLE_NEVER);
+  if (err) return;  /* (ENOMEM, EINTR...: not this time) */
+  atomic_fetch_add_explicit(&sample_ns, ns, memory_order_relaxed);
+  atomic_fetch_add_explicit(&sample_bytes, n, memory_order_relaxed);
+  hak_stat_inc(refault_samples);
+}
+
+void _hak_refault_take(uint64_t *ns, uint64_t *bytes) {
+  *ns = atomic_exchange_explicit(&sample_ns, 0, memory_order_relaxed);
+  *bytes = atomic_exchange_explicit(&sample_bytes, 0, memory_order_relaxed);
 }

@@ -21,11 +21,14 @@
 #endif
 #define TU_PIDFD_SELF (-10000)  /* process_madvise's "this thread" sentinel (6.15+) */
 
-/* One rule: syscall nr returns err; with self_only, only when its first
- * argument (an int) is PIDFD_SELF, as on 6.13/6.14 where a real pidfd works. */
+/* One rule: syscall nr returns err; with arg k > 0, only when the low 32
+ * bits of its argument k-1 equal value (pmadv_self: process_madvise's
+ * first argument, an int, is PIDFD_SELF, as on 6.13/6.14 where a real pidfd
+ * works). */
 typedef struct tu_sc_rule_s {
   int nr;
-  int self_only;
+  int arg;
+  uint32_t value;
   int err;
 } tu_sc_rule_t;
 
@@ -53,10 +56,14 @@ static inline int tu_sc_parse(const char *spec, tu_sc_rule_t *rules, int max) {
     char *eq = strchr(tok, '=');
     if (!eq || n == max) return -1;
     *eq = '\0';
-    tu_sc_rule_t r = {0, 0, tu_sc_errno(eq + 1)};
+    tu_sc_rule_t r = {.err = tu_sc_errno(eq + 1)};
     if (r.err < 0) return -1;
     if (strcmp(tok, "pmadv") == 0) r.nr = SYS_process_madvise;
-    else if (strcmp(tok, "pmadv_self") == 0) { r.nr = SYS_process_madvise; r.self_only = 1; }
+    else if (strcmp(tok, "pmadv_self") == 0) {
+      r.nr = SYS_process_madvise;
+      r.arg = 1;
+      r.value = (uint32_t)TU_PIDFD_SELF;
+    }
     else if (strcmp(tok, "uring") == 0) r.nr = SYS_io_uring_setup;
     else if (strcmp(tok, "uring_enter") == 0) r.nr = SYS_io_uring_enter;
     else if (strcmp(tok, "pidfd_open") == 0) r.nr = SYS_pidfd_open;
@@ -79,10 +86,11 @@ static inline int tu_sc_install(const tu_sc_rule_t *rules, int n) {
     unsigned ret = SECCOMP_RET_ERRNO | ((unsigned)rules[i].err & SECCOMP_RET_DATA);
     f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
     f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)rules[i].nr, 0,
-                                          rules[i].self_only ? 3 : 1);
-    if (rules[i].self_only) {  /* low 32 bits of args[0] (little endian): the int pidfd */
-      f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]));
-      f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)TU_PIDFD_SELF, 0, 1);
+                                          rules[i].arg > 0 ? 3 : 1);
+    if (rules[i].arg > 0) {  /* the low 32 bits of the argument (little endian) */
+      f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                            offsetof(struct seccomp_data, args[rules[i].arg - 1]));
+      f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, rules[i].value, 0, 1);
     }
     f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, ret);
   }
