@@ -169,6 +169,11 @@ void *hak_realloc(void *p, size_t size) {
   if (HAK_UNLIKELY(have == 0)) _hak_fatal_pointer("realloc(): invalid pointer", p);
   /* Keep the block when it fits and would not waste more than half of it. */
   if (size <= have && size >= have / 2) return p;
+  /* A large block to a large size: its pages move, nothing is copied. */
+  if (have > HAK_MEDIUM_MAX && size > HAK_MEDIUM_MAX) {
+    void *q = _hak_large_realloc(p, size);
+    if (q) return q;
+  }
   void *q = hak_malloc(size);
   if (!q) return NULL;  /* the old block stays valid, as C says */
   memcpy(q, p, size < have ? size : have);

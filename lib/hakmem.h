@@ -112,6 +112,7 @@ HAK_EXPORT long long hak_option_get(const char *name);
   X(mmap_calls, C, "mmap calls")                                              \
   X(munmap_calls, C, "munmap calls")                                          \
   X(madvise_calls, C, "madvise calls")                                        \
+  X(mremap_calls, C, "mremap calls")                                          \
   X(process_madvise_calls, C, "process_madvise calls")                        \
   X(uring_enter_calls, C, "io_uring_enter calls")                             \
   X(bytes_mapped, C, "bytes mapped")                                          \

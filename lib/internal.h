@@ -120,6 +120,8 @@ HAK_INTERNAL void _hak_stats_atfork_child(int parent_pid);
 HAK_INTERNAL void *_hak_os_map(size_t size);                 /* NULL on failure */
 HAK_INTERNAL void *_hak_os_map_aligned(size_t size, size_t align);
 HAK_INTERNAL void _hak_os_unmap(void *p, size_t size);
+/* mremap: resize in place (to NULL), or move the pages onto `to` */
+HAK_INTERNAL bool _hak_os_remap(void *old, size_t old_size, size_t new_size, void *to);
 HAK_INTERNAL void _hak_os_hugepage_hint(void *p, size_t size);
 HAK_INTERNAL double _hak_os_refault_ps_per_byte(bool huge);
 HAK_INTERNAL int _hak_os_populate(void *p, size_t len, uint64_t *ns);
@@ -418,6 +420,9 @@ HAK_INTERNAL void _hak_heap_atfork_child(void);
 HAK_INTERNAL void *_hak_large_alloc(size_t size, size_t align, bool zero);
 HAK_INTERNAL bool _hak_large_free(void *p);            /* false: not a large block */
 HAK_INTERNAL size_t _hak_large_usable(const void *p);  /* 0: not a live large block */
+/* realloc of a live large block to a large size by mremap (no copy); NULL:
+ * not done, the caller copies */
+HAK_INTERNAL void *_hak_large_realloc(void *p, size_t size);
 HAK_INTERNAL size_t _hak_large_trim(void);
 HAK_INTERNAL void _hak_large_fill_stats(hak_stats_t *st);
 HAK_INTERNAL void _hak_large_atfork_prepare(void);

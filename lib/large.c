@@ -334,6 +334,60 @@ bool _hak_large_free(void *p) {
   return true;
 }
 
+/* realloc of a live large block to a large size, without copying it: the
+ * mapping grows or shrinks where it is when its alignment suits the new
+ * size, else its pages move (mremap) onto a fresh mapping aligned as a new
+ * block of that size would be (2 MiB from 2 MiB on). Copying would leave the
+ * old block resident in the cache until its release is due, so that a block
+ * grown by doubling kept every earlier size resident at once, and the copy
+ * itself held both. A live block has no range in the release queue (a fresh
+ * mapping never had one, and reuse cancels it), so its pages may move; the
+ * new address is registered before the move and the old one removed after,
+ * so that the block is never unregistered. NULL: not done, nothing changed. */
+void *_hak_large_realloc(void *p, size_t size) {
+  size_t map_size = round_size(size);
+  if (!map_size || size > ((size_t)1 << HAK_ADDR_BITS)) return NULL;
+  reg_shard_t *r = reg_of(p);
+  pthread_mutex_lock(&r->lock);
+  node_t *e = reg_find(r, p);
+  bool mine = e && e->state == LIVE && e->ptr == e->base;
+  pthread_mutex_unlock(&r->lock);
+  if (!mine) return NULL;
+  if (map_size == e->map_size) return p;
+  size_t align = map_size >= HAK_HUGE_ALIGN ? HAK_HUGE_ALIGN : HAK_OS_PAGE;
+  bool huge_before = e->map_size >= HAK_HUGE_ALIGN;
+  if (((uintptr_t)e->base & (align - 1)) == 0 &&
+      _hak_os_remap(e->base, e->map_size, map_size, NULL)) {
+    if (map_size >= HAK_HUGE_ALIGN && !huge_before) _hak_os_hugepage_hint(e->base, map_size);
+    pthread_mutex_lock(&r->lock);
+    e->map_size = e->usable = map_size;
+    pthread_mutex_unlock(&r->lock);
+    return p;
+  }
+  uint8_t *to = _hak_os_map_aligned(map_size, align);
+  if (!to) return NULL;
+  node_t *n = node_new();
+  if (n) {
+    n->base = n->ptr = to;
+    n->map_size = n->usable = map_size;
+    n->state = LIVE;
+    if (!reg_insert(n)) { node_free(n); n = NULL; }
+  }
+  if (!n) { _hak_os_unmap(to, map_size); return NULL; }
+  if (!_hak_os_remap(e->base, e->map_size, map_size, to)) {
+    reg_remove(n);
+    node_free(n);
+    _hak_os_unmap(to, map_size);
+    return NULL;
+  }
+  /* The moved pages keep the old mapping's hint; a block that reaches
+   * 2 MiB gets it now. */
+  if (map_size >= HAK_HUGE_ALIGN && !huge_before) _hak_os_hugepage_hint(to, map_size);
+  reg_remove(e);
+  node_free(e);
+  return to;
+}
+
 /* Usable bytes of a live large block; 0 for a cached (freed) block or a
  * pointer that is not a large block. */
 size_t _hak_large_usable(const void *p) {

@@ -21,6 +21,21 @@ void _hak_os_unmap(void *p, size_t size) {
   hak_stat_add(bytes_unmapped, size);
 }
 
+/* Resizes a mapping, or moves its pages to `to` (a mapping of new_size the
+ * caller made, which the move replaces): page table entries move, no byte is
+ * copied and no page is resident twice. NULL `to`: in place or not at all.
+ * false: the kernel refused, and the old mapping is as it was. */
+bool _hak_os_remap(void *old, size_t old_size, size_t new_size, void *to) {
+  void *p = to ? mremap(old, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, to)
+               : mremap(old, old_size, new_size, 0);
+  hak_stat_inc(mremap_calls);
+  if (p == MAP_FAILED) return false;
+  if (to) hak_stat_add(bytes_unmapped, old_size);  /* `to` was counted when mapped */
+  else if (new_size > old_size) hak_stat_add(bytes_mapped, new_size - old_size);
+  else hak_stat_add(bytes_unmapped, old_size - new_size);
+  return true;
+}
+
 static _Atomic uintptr_t next_hint;  /* just below the last aligned mapping */
 
 /* The kernel places mappings top-down: asking for the aligned spot just
