@@ -18,30 +18,19 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from realprogs import process_tree  # noqa: E402
+
 
 def children_of(root):
-    kids = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
+    """[(pid, command line)] of root's descendants."""
+    out = []
+    for pid in process_tree(root)[1:]:
         try:
-            with open("/proc/%s/stat" % d) as f:
-                s = f.read()
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                out.append((pid, f.read().replace(b"\0", b" ").decode(errors="replace")))
         except OSError:
-            continue
-        try:
-            with open("/proc/%s/cmdline" % d, "rb") as f:
-                comm = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        ppid = int(s[s.rindex(")") + 2:].split()[1])
-        kids.setdefault(ppid, []).append((int(d), comm))
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        for c, comm in kids.get(p, []):
-            out.append((c, comm))
-            todo.append(c)
+            pass
     return out
 
 

@@ -112,8 +112,8 @@ def scenarios(args):
     }
 
 
-def tree_anon(root):
-    """Largest RssAnon (KiB) of one process in root's tree, now."""
+def process_tree(root):
+    """root and its descendants now, root first (peaksmaps.py uses it too)."""
     kids = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -125,10 +125,18 @@ def tree_anon(root):
         except (OSError, ValueError):
             continue
         kids.setdefault(ppid, []).append(int(d))
-    best, todo = 0, [root]
+    out, todo = [], [root]
     while todo:
         p = todo.pop()
+        out.append(p)
         todo.extend(kids.get(p, []))
+    return out
+
+
+def tree_anon(root):
+    """Largest RssAnon (KiB) of one process in root's tree, now."""
+    best = 0
+    for p in process_tree(root):
         try:
             with open("/proc/%d/status" % p) as f:
                 for line in f:

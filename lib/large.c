@@ -256,17 +256,22 @@ static void unmap_chain(node_t *list) {
 
 /* ---- allocation ------------------------------------------------------------*/
 
+/* A live block's node for the mapping at base, registered; NULL if not. */
+static node_t *register_live(uint8_t *base, size_t map_size) {
+  node_t *e = node_new();
+  if (!e) return NULL;
+  e->base = e->ptr = base;
+  e->map_size = e->usable = map_size;
+  e->state = LIVE;
+  if (!reg_insert(e)) { node_free(e); return NULL; }
+  return e;
+}
+
 static node_t *map_block(size_t map_size, size_t align) {
   uint8_t *base = _hak_os_map_aligned(map_size, align);
   if (!base) return NULL;
   if (map_size >= HAK_HUGE_ALIGN) _hak_os_hugepage_hint(base, map_size);
-  node_t *e = node_new();
-  if (e) {
-    e->base = e->ptr = base;
-    e->map_size = e->usable = map_size;
-    e->state = LIVE;
-    if (!reg_insert(e)) { node_free(e); e = NULL; }
-  }
+  node_t *e = register_live(base, map_size);
   if (!e) { _hak_os_unmap(base, map_size); errno = ENOMEM; }
   return e;
 }
@@ -366,13 +371,7 @@ void *_hak_large_realloc(void *p, size_t size) {
   }
   uint8_t *to = _hak_os_map_aligned(map_size, align);
   if (!to) return NULL;
-  node_t *n = node_new();
-  if (n) {
-    n->base = n->ptr = to;
-    n->map_size = n->usable = map_size;
-    n->state = LIVE;
-    if (!reg_insert(n)) { node_free(n); n = NULL; }
-  }
+  node_t *n = register_live(to, map_size);
   if (!n) { _hak_os_unmap(to, map_size); return NULL; }
   if (!_hak_os_remap(e->base, e->map_size, map_size, to)) {
     reg_remove(n);
