@@ -59,7 +59,13 @@ static const struct {
 } arms[HAK_POLICY_ARMS] = {
     {0, 16ull << 20}, {1, 64ull << 20}, {10, 64ull << 20}, {100, 256ull << 20}, {1000, 1ull << 30},
 };
-#define FIRST_ARM 3               /* 100 ms: lazy enough for bursts, quick to give back */
+/* The laziest arm first: it gives nothing back before the estimates say
+ * what comes back, and an eager arm takes over within an epoch or two when
+ * nothing does (the margin keeps it from doing so on the first small
+ * difference). Starting on 100 ms, a server whose buffers come back after
+ * 300 ms gave them back in its first 300 ms: 3.8 MiB refaulted on kvserver,
+ * none from 1000 ms. */
+#define FIRST_ARM 4
 
 #define OUT_SLOTS 32  /* epochs of released memory followed: more than the cap */
 typedef struct {
