@@ -93,11 +93,8 @@ static void *flusher(void *arg) {
 
 START_TEST(reuse_races_concurrent_flush) {
   const char *backend, *advice;
-  tu_backend_combo(_i, &backend, &advice);
   tu_opts_t o = {0};
-  tu_quiet(&o);
-  tu_opt(&o, "FLUSH", backend);
-  tu_opt(&o, "ADVICE", advice);
+  tu_quiet_combo(&o, _i, &backend, &advice);
   tu_opt(&o, "BATCH_MAX", "4");  /* count-triggered flushes from the workers too */
   hak_stats_reset();
 

@@ -1,13 +1,6 @@
 /* The adaptive release policy: it keeps memory that comes back soon, gives back memory that does not, holds what it knows nothing of yet, never holds past the cap, learns what to do at a pause, measures what a refault costs, and yields to settings the program makes. */
-#include <time.h>
 
 #include "testutil.h"
-
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void adaptive(tu_opts_t *o) {
   tu_quiet(o);          /* fixes the policy (it sets the delay) ... */
@@ -22,8 +15,8 @@ START_TEST(keeps_memory_that_comes_back) {
   adaptive(&o);
   enum { N = 8 };
   void *v[N];
-  uint64_t end = now_ms() + 1500;
-  while (now_ms() < end) {
+  uint64_t end = tu_now_ms() + 1500;
+  while (tu_now_ms() < end) {
     for (int i = 0; i < N; i++) {
       v[i] = hak_malloc(4 * MiB);
       memset(v[i], 1, 4 * MiB);
@@ -56,9 +49,9 @@ START_TEST(gives_back_memory_that_does_not) {
     ck_assert_ptr_nonnull(v[i]);
     memset(v[i], 1, 512 * KiB);
   }
-  uint64_t end = now_ms() + 1500;
+  uint64_t end = tu_now_ms() + 1500;
   int freed = 0;
-  while (now_ms() < end && freed < N) {
+  while (tu_now_ms() < end && freed < N) {
     hak_free(v[freed++]);
     tu_sleep_ms(5);
   }
@@ -113,8 +106,8 @@ START_TEST(delay_within_cap) {
   tu_opts_t o = {0};
   adaptive(&o);
   tu_opt(&o, "PURGE_CAP_MS", "40");
-  uint64_t end = now_ms() + 800;
-  while (now_ms() < end) {
+  uint64_t end = tu_now_ms() + 800;
+  while (tu_now_ms() < end) {
     void *p = hak_malloc(2 * MiB);
     memset(p, 1, 2 * MiB);
     hak_free(p);
@@ -136,9 +129,9 @@ END_TEST
 static hak_stats_t pause_and_come_back(unsigned pauses) {
   enum { N = 8 };
   void *v[N];
-  uint64_t end = now_ms() + 6000;
+  uint64_t end = tu_now_ms() + 6000;
   hak_stats_t s = tu_stats();
-  while (now_ms() < end && s.policy_pauses < pauses) {
+  while (tu_now_ms() < end && s.policy_pauses < pauses) {
     for (int i = 0; i < N; i++) {
       v[i] = hak_malloc(1 * MiB);
       memset(v[i], 1, 1 * MiB);

@@ -79,11 +79,8 @@ END_TEST
  * The same holds for every backend and advice. */
 START_TEST(grow_reused_block_then_flush) {
   const char *backend, *advice;
-  tu_backend_combo(_i, &backend, &advice);
   tu_opts_t o = {0};
-  tu_quiet(&o);
-  tu_opt(&o, "FLUSH", backend);
-  tu_opt(&o, "ADVICE", advice);
+  tu_quiet_combo(&o, _i, &backend, &advice);
   uint8_t *p = hak_malloc(3 * MiB);
   ck_assert_ptr_nonnull(p);
   hak_free(p);  /* cached, its range queued */

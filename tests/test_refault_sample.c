@@ -1,16 +1,9 @@
 /* Refaults timed in the program: released memory handed out again is now and then faulted in by hakmem, timed, and refines the policy's refault cost; other memory is untouched, and a kernel that refuses MADV_POPULATE_WRITE turns it off. */
 #include <errno.h>
 #include <sys/mman.h>
-#include <time.h>
 
 #include "testutil.h"
 #include "tu_seccomp.h"
-
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Memory given back within 5 ms, and a live neighbour to watch. */
 static void released_soon(tu_opts_t *o) {
@@ -23,10 +16,10 @@ static void released_soon(tu_opts_t *o) {
  * a refault has been timed (or 3 s); the neighbour must keep its bytes.
  * Returns the refaults timed. */
 static uint64_t reuse_released(size_t size, int count, const unsigned char *neighbour, size_t nsize) {
-  uint64_t end = now_ms() + 3000, start = tu_stats().refault_samples;
+  uint64_t end = tu_now_ms() + 3000, start = tu_stats().refault_samples;
   hak_stats_t s = tu_stats();
   unsigned char *v[16];
-  while (now_ms() < end && s.refault_samples == start) {
+  while (tu_now_ms() < end && s.refault_samples == start) {
     for (int i = 0; i < count; i++) {
       v[i] = hak_malloc(size);
       ck_assert_ptr_nonnull(v[i]);

@@ -123,13 +123,10 @@ static void *signaller(void *arg) {
 
 START_TEST(signal_storm_during_flushes) {
   const char *backend, *advice;
-  tu_backend_combo(_i, &backend, &advice);
+  tu_opts_t o = {0};
+  tu_quiet_combo(&o, _i, &backend, &advice);
   char combo[64];
   snprintf(combo, sizeof combo, "%s/%s", backend, advice);
-  tu_opts_t o = {0};
-  tu_quiet(&o);
-  tu_opt(&o, "FLUSH", backend);
-  tu_opt(&o, "ADVICE", advice);
   tu_opt(&o, "BATCH_MAX", "4");         /* flushes all the time */
   tu_opt(&o, "PURGE_DELAY_MS", "0");
   tu_opt(&o, "CACHE_BYTES", "16M");     /* large blocks are reused from the cache and evicted */

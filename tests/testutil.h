@@ -89,6 +89,13 @@ static inline hak_stats_t tu_stats(void) {
 }
 
 /* Sleeps ms milliseconds, whatever signals arrive. */
+/* CLOCK_MONOTONIC in ms: deadlines of the tests that run a pattern for a while. */
+static inline uint64_t tu_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static inline void tu_sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -162,6 +169,14 @@ static const char *const tu_advice_names[] = {"dontneed", "free"};
 static inline void tu_backend_combo(int i, const char **backend, const char **advice) {
   *backend = tu_backend_names[i % 3];
   *advice = tu_advice_names[(i / 3) % 2];
+}
+
+/* A quiet start (tu_quiet) flushing with combination i's backend and advice. */
+static inline void tu_quiet_combo(tu_opts_t *saved, int i, const char **backend, const char **advice) {
+  tu_backend_combo(i, backend, advice);
+  tu_quiet(saved);
+  tu_opt(saved, "FLUSH", *backend);
+  tu_opt(saved, "ADVICE", *advice);
 }
 
 /* ---- memory residency */
