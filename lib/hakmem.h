@@ -107,6 +107,8 @@ HAK_EXPORT long long hak_option_get(const char *name);
   X(bytes_reused_released, C, "released bytes reused (refaulted)")            \
   X(refault_samples, C, "refaults timed in the program")                      \
   X(inflight_waits, C, "waits for a flush")                                   \
+  X(purge_wakeups, C, "purge thread wakeups")                                 \
+  X(purge_cpu_us, G, "purge thread CPU (us)")                                 \
   X(fallbacks, C, "fallbacks")                                                \
   /* the operating system */                                                  \
   X(mmap_calls, C, "mmap calls")                                              \

@@ -214,6 +214,7 @@ HAK_INTERNAL void _hak_batch_atfork_child(void);
  * without one, flush what is due from the caller. */
 HAK_INTERNAL void _hak_purge_poll(void);
 HAK_INTERNAL int _hak_purge_state(void);          /* hak_stats_t.purge_thread */
+HAK_INTERNAL uint64_t _hak_purge_cpu_us(void);    /* hak_stats_t.purge_cpu_us */
 HAK_INTERNAL void _hak_purge_atfork_child(void);
 
 /* ---- pages and segments (segment.c) -------------------------------------*/

@@ -14,6 +14,7 @@
  * when it cannot start) the allocator's slow paths do its work inline. */
 #include <errno.h>
 #include <signal.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -21,6 +22,7 @@
 
 static _Atomic int state;         /* 1 running, 0 not started, -errno failed */
 static _Atomic int starting;
+static pthread_t thread;          /* valid while state is 1 */
 
 static void *purge_main(void *arg) {
   (void)arg;
@@ -41,6 +43,7 @@ static void *purge_main(void *arg) {
     }
     if (tick_ms && (!next_ms || tick_ms < next_ms)) next_ms = tick_ms;
     _hak_batch_wait(next_ms);
+    hak_stat_inc(purge_wakeups);
   }
   return NULL;
 }
@@ -50,8 +53,7 @@ static int create(size_t stack) {
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   if (stack) pthread_attr_setstacksize(&attr, stack);
-  pthread_t tid;
-  int err = pthread_create(&tid, &attr, purge_main, NULL);
+  int err = pthread_create(&thread, &attr, purge_main, NULL);
   pthread_attr_destroy(&attr);
   return err;
 }
@@ -82,6 +84,14 @@ void _hak_purge_poll(void) {
 }
 
 int _hak_purge_state(void) { return atomic_load(&state); }
+
+/* What the thread has cost the program: the allocator's work off its threads. */
+uint64_t _hak_purge_cpu_us(void) {
+  clockid_t clock;
+  struct timespec ts;
+  if (atomic_load(&state) != 1 || pthread_getcpuclockid(thread, &clock) || clock_gettime(clock, &ts)) return 0;
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 /* The thread did not survive fork: the child starts its own when needed. */
 void _hak_purge_atfork_child(void) {

@@ -42,6 +42,7 @@ void hak_stats(hak_stats_t *st) {
   _hak_batch_fill_stats(st);
   _hak_large_fill_stats(st);
   st->purge_thread = _hak_purge_state();
+  st->purge_cpu_us = _hak_purge_cpu_us();
   st->forked_from = forked_from;
 #define HAK_HIST_FILL_(name, label) _hak_hist_read(HAK_HIST_##name, &st->name);
   HAK_STATS_HISTOGRAMS(HAK_HIST_FILL_)

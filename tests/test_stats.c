@@ -122,6 +122,31 @@ START_TEST(print_writes_table) {
 }
 END_TEST
 
+/* What the purge thread costs off the program's threads is reported: its
+ * wakeups and its CPU time, which only grows (0 while there is no thread). */
+START_TEST(purge_thread_cost_reported) {
+  tu_opts_t o = {0};
+  tu_quiet(&o);
+  hak_stats_t s = tu_stats();
+  if (s.purge_thread != 1) ck_assert_uint_eq(s.purge_cpu_us, 0);
+  tu_opt(&o, "PURGE_DELAY_MS", "1");
+  for (int i = 0; i < 20; i++) {
+    void *p = hak_malloc(512 * KiB);
+    memset(p, 1, 512 * KiB);
+    hak_free(p);
+    tu_sleep_ms(5);
+  }
+  TU_WAIT_STATS(s, s.purge_thread == 1 && s.purge_wakeups >= 3 && s.purge_cpu_us > 0);
+  ck_assert_msg(s.purge_thread == 1 && s.purge_wakeups >= 3 && s.purge_cpu_us > 0,
+                "purge thread %d: %llu wakeups, %llu us", s.purge_thread,
+                (unsigned long long)s.purge_wakeups, (unsigned long long)s.purge_cpu_us);
+  hak_stats_reset();  /* a gauge: the reset leaves it */
+  hak_stats_t t = tu_stats();
+  ck_assert_uint_ge(t.purge_cpu_us, s.purge_cpu_us);
+  tu_opts_restore(&o);
+}
+END_TEST
+
 Suite *test_stats_suite(void) {
   Suite *s = suite_create("stats");
   TCase *tc = tcase_create("stats");
@@ -131,6 +156,7 @@ Suite *test_stats_suite(void) {
   tcase_add_test(tc, reset_keeps_gauges);
   tcase_add_test(tc, counters_are_consistent);
   tcase_add_test(tc, print_writes_table);
+  tcase_add_test(tc, purge_thread_cost_reported);
   suite_add_tcase(s, tc);
   return s;
 }
