@@ -44,8 +44,8 @@
  * (docs/results/2026-11-26-policy-accounting.md). */
 #define ARM_DISCOUNT 0.95
 /* Until measured, what they cost on the project machine (kernel 6.18, KVM):
- * a refault 0.3 ns a byte in 4 KiB pages, 0.02 in huge pages (os.c measures
- * both at start); giving memory back 0.07 ns a byte (measured on the
+ * a refault 0.3 ns a byte in 4 KiB pages, 0.02 in huge pages (measured
+ * here: see measure_refault); giving memory back 0.07 ns a byte (measured on the
  * program's own flushes, which pay its TLB shootdowns); and a flush call
  * some 20 us on top. */
 #define REFAULT_PS_SMALL 300.0
@@ -104,7 +104,7 @@ static struct {
   int out_head;
   double out_due[HAK_POLICY_ARMS]; /* charged at a pause, for the next epoch scored */
   /* the cost of a refault here: 4 KiB pages, huge pages, and the mix reused */
-  bool measured;
+  bool measured[2];               /* refault_ps[i] measured here */
   double refault_ps[2], huge_share, refault;
   double refault_start;           /* 4 KiB pages, as measured at start */
   double sampled_ns, sampled_bytes; /* refaults timed in the program (discounted) */
@@ -328,14 +328,18 @@ static void set_refault_mix(void) {
   P.refault = P.refault_ps[0] + P.huge_share * (P.refault_ps[1] - P.refault_ps[0]);
 }
 
-/* Measured once, on the purge thread, before the first epoch is scored. */
-static void measure_refault(void) {
-  double small = _hak_os_refault_ps_per_byte(false), huge = _hak_os_refault_ps_per_byte(true);
+/* Measured on the purge thread: 4 KiB pages before the first epoch is
+ * scored; huge pages once the program reuses released memory that sits in
+ * them. The huge probe maps and faults in 2 MiB three times (0.2 ms and 2 MiB
+ * more peak RSS): a program that never reuses a huge page is not charged
+ * for a figure it does not need. */
+static void measure_refault(bool huge) {
+  double ps = _hak_os_refault_ps_per_byte(huge);
   pthread_mutex_lock(&P.lock);
-  if (small > 0) P.refault_ps[0] = P.refault_start = small;
-  if (huge > 0) P.refault_ps[1] = huge;
+  if (ps > 0) P.refault_ps[huge] = ps;
+  if (ps > 0 && !huge) P.refault_start = ps;
   set_refault_mix();
-  P.measured = true;
+  P.measured[huge] = true;
   pthread_mutex_unlock(&P.lock);
 }
 
@@ -442,7 +446,9 @@ static void score_epoch(uint64_t now_ms) {
 
 uint64_t _hak_policy_tick(uint64_t now_ms) {
   if (!atomic_load_explicit(&P.adaptive, memory_order_relaxed)) return 0;
-  if (!P.measured) measure_refault();  /* only this thread writes it */
+  /* (only this thread writes what is read here) */
+  if (!P.measured[0]) measure_refault(false);
+  if (!P.measured[1] && P.huge_share > 0) measure_refault(true);
   pthread_mutex_lock(&P.lock);
   uint64_t pending = _hak_batch_pending_bytes(), next;
   if (P.idle) {
@@ -470,7 +476,7 @@ void _hak_policy_fill_stats(hak_stats_t *st) {
   st->policy_pauses = P.pauses;
   st->refault_ps_small = P.refault_ps[0];
   st->refault_ps_small_start = P.refault_start;
-  st->refault_ps_huge = P.refault_ps[1];
+  st->refault_ps_huge = P.measured[1] ? P.refault_ps[1] : 0;
   st->refault_ps = P.refault;
   st->release_ps = P.release;
   st->pause_hold = P.hold_pauses;

@@ -121,9 +121,11 @@ static void table_policy(out_t *o, const hak_stats_t *st) {
     put(o, "    %-4d %10llu %12llu %8llu %16.1f %16.1f%s\n", a, (unsigned long long)st->arm_delay_ms[a],
         (unsigned long long)(st->arm_batch_bytes[a] >> 20), (unsigned long long)st->arm_pulls[a],
         st->arm_cost[a], st->arm_cost_seen[a], a == st->policy_arm ? "  <- in force" : "");
-  put(o, "    %-34s %.0f ps/byte (4 KiB pages %.0f: %.0f at start, %llu timed in the program; huge pages %.0f)\n",
+  char huge[40] = "not measured: none reused";
+  if (st->refault_ps_huge > 0) snprintf(huge, sizeof huge, "%.0f", st->refault_ps_huge);
+  put(o, "    %-34s %.0f ps/byte (4 KiB pages %.0f: %.0f at start, %llu timed in the program; huge pages %s)\n",
       "refault cost (measured)", st->refault_ps, st->refault_ps_small, st->refault_ps_small_start,
-      (unsigned long long)st->refault_samples, st->refault_ps_huge);
+      (unsigned long long)st->refault_samples, huge);
   put(o, "    %-34s %.0f ps/byte\n", "release cost (measured)", st->release_ps);
   put(o, "    %-34s %s after %llu pauses (us per pause: give back %.1f, hold %.1f)\n",
       "when the program goes quiet", st->pause_hold ? "hold" : "give back",
