@@ -1,5 +1,6 @@
-/* Frees a pointer hakmem must refuse (argv[1]: double, stack, mmap, mmap2m, interior, double32, double100k, interior64, released); prints it first. */
+/* Frees a pointer hakmem must refuse (argv[1]: double, stack, mmap, mmap2m, interior, double32, double100k, interior64, released, tagged48, tagged64, high47); prints it first. */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,16 @@ int main(int argc, char **argv) {
     hak_free(p + 16);
   } else if (strcmp(what, "released") == 0) {
     free_into_released_page();
+  } else if (strncmp(what, "tagged", 6) == 0 || strcmp(what, "high47") == 0) {
+    /* A live block's address with high bits set (a tag left on, or a wild
+     * value): no user-space address, but its low 47 bits name the block. */
+    size_t n = what[0] == 'h' ? 48 : (size_t)atoi(what + 6);
+    char *p = hak_malloc(n);
+    if (!p) return 2;
+    memset(p, 5, n);
+    uintptr_t bad = what[0] == 'h' ? (uintptr_t)p + (1ul << 47) : (uintptr_t)p | (1ul << 63);
+    announce((void *)bad);
+    hak_free((void *)bad);
   } else {
     return 2;
   }
