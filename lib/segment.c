@@ -129,16 +129,76 @@ size_t _hak_segment_trim(void) {
   return n;
 }
 
-/* ---- pages ---------------------------------------------------------------*/
+/* ---- pages ---------------------------------------------------------------
+ * A free page whose memory the kernel still has (queued for release, not
+ * yet flushed) costs a cancel to take; any other costs a page fault per
+ * 4 KiB the program touches. So a resident page goes first: in the heap's
+ * own segments, else in a cached segment of the kind; only then one that
+ * the kernel must fault in. Without this, segments rotate through the cache
+ * (they empty between bursts) while the heap touches the fresh pages of the
+ * segment it kept: a server's bursts touched 12 MiB of pages for a peak of
+ * 10 MiB in use. */
+
+#define RESIDENT_SCAN 4  /* heap segments looked through: a bound on the search */
+
+static bool resident(const hak_page_t *pg) {
+  return pg->release_token && !_hak_batch_released(pg->release_token);
+}
+
+/* A free page of s whose memory is resident, or -1. (The segment's newest
+ * token bounds its pages': a segment whose newest release is done, or that
+ * never released anything, has none, and is not looked through.) */
+static int resident_page(hak_segment_t *s) {
+  if (!s->release_token || _hak_batch_released(s->release_token)) return -1;
+  for (uint64_t m = s->free_mask; m; m &= m - 1) {
+    unsigned i = (unsigned)__builtin_ctzll(m);
+    if (resident(_hak_segment_page(s, i))) return (int)i;
+  }
+  return -1;
+}
+
+/* A cached segment of the kind with a resident page, taken out of the cache. */
+static hak_segment_t *take_cached_resident(int kind) {
+  hak_segment_t *s = NULL;
+  pthread_mutex_lock(&cache_lock);
+  for (hak_segment_t **at = &cache; *at; at = &(*at)->next)
+    if ((*at)->kind == (uint32_t)kind && resident_page(*at) >= 0) {
+      s = *at;
+      *at = s->next;
+      cache_count--;
+      break;
+    }
+  pthread_mutex_unlock(&cache_lock);
+  return s;
+}
+
+/* The segment and page to take, *index set; NULL when out of memory. */
+static hak_segment_t *choose(hak_heap_t *h, int kind, unsigned *index) {
+  int i = -1, n = 0;
+  hak_segment_t *s = h->segments[kind];
+  for (; s && n < RESIDENT_SCAN; s = s->next, n++)
+    if ((i = resident_page(s)) >= 0) break;
+  if (i < 0 && (s = take_cached_resident(kind)) != NULL) {
+    format(s, h, kind);  /* (same kind: the pages keep their tokens) */
+    list_push(h, s);
+    i = resident_page(s);
+  }
+  if (i < 0) {
+    s = h->segments[kind];
+    if (!s) {
+      if (!(s = acquire(h, kind))) return NULL;
+      list_push(h, s);
+    }
+    i = __builtin_ctzll(s->free_mask);
+  }
+  *index = (unsigned)i;
+  return s;
+}
 
 hak_page_t *_hak_page_alloc(hak_heap_t *h, int kind) {
-  hak_segment_t *s = h->segments[kind];
-  if (!s) {
-    s = acquire(h, kind);
-    if (!s) return NULL;
-    list_push(h, s);
-  }
-  unsigned i = (unsigned)__builtin_ctzll(s->free_mask);
+  unsigned i;
+  hak_segment_t *s = choose(h, kind, &i);
+  if (!s) return NULL;
   s->free_mask &= ~(1ull << i);
   s->used_pages++;
   if (s->free_mask == 0) list_remove(h, s);
