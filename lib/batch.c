@@ -69,6 +69,7 @@ static struct {
   pthread_mutex_t wake_lock;
   pthread_cond_t wake;
   _Atomic int sleeping, kicked;
+  _Atomic uint64_t wake_at;      /* ms the driver sleeps until; 0 awake, UINT64_MAX no deadline */
 } B = {
   .gen = 1,
   .done_gen = 1,
@@ -116,10 +117,25 @@ static struct timespec deadline_of(uint64_t until_ms) {
   return ts;
 }
 
+/* The new oldest range is due at due_ms: wake the driver, unless it sleeps
+ * until no later than that (it then finds the range). It publishes its
+ * deadline before it reads `kicked`, and forgets it when it wakes, so one
+ * side always sees the other: a driver that computed its deadline before
+ * the range came either wakes by due_ms or is kicked. Without this, a
+ * program that frees a block and takes it back at once (queue empty, one
+ * range, empty again) woke the purge thread at every free: 800 wakeups in
+ * 21 ms, 12% of the VM scenario's CPU. */
+static void kick_for(uint64_t due_ms) {
+  uint64_t wake = atomic_load(&B.wake_at);
+  if (wake && wake <= due_ms) return;
+  _hak_batch_kick();
+}
+
 void _hak_batch_wait(uint64_t until_ms) {
   int old;
   pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
   pthread_mutex_lock(&B.wake_lock);
+  atomic_store(&B.wake_at, until_ms ? until_ms : UINT64_MAX);
   atomic_store(&B.sleeping, 1);
   if (!atomic_load(&B.trigger) && !atomic_load(&B.kicked)) {
     if (until_ms == 0) {
@@ -129,6 +145,7 @@ void _hak_batch_wait(uint64_t until_ms) {
       pthread_cond_timedwait(&B.wake, &B.wake_lock, &ts);
     }
   }
+  atomic_store(&B.wake_at, 0);
   atomic_store(&B.sleeping, 0);
   atomic_store(&B.kicked, 0);
   pthread_mutex_unlock(&B.wake_lock);
@@ -172,11 +189,13 @@ uint64_t _hak_batch_add(void *addr, size_t len) {
   /* The only pending range is the oldest (ranges taken back by reuse leave
    * no stamp behind); otherwise stamp only an unstamped queue. */
   uint64_t zero = 0;
+  long long delay = hak_opt(PURGE_DELAY_MS);
+  uint64_t due = delay < 0 ? UINT64_MAX - 1 : now + (uint64_t)delay;  /* (never: no deadline is late) */
   if (pending == 1) {
     atomic_store(&B.oldest_ms, now | 1);
-    _hak_batch_kick();
+    kick_for(due);
   } else if (atomic_compare_exchange_strong(&B.oldest_ms, &zero, now | 1)) {
-    _hak_batch_kick();
+    kick_for(due);
   }
   if (pending >= (uint64_t)hak_opt(BATCH_MAX)) raise_trigger(HAK_FLUSH_WHY_COUNT);
   else if (bytes >= (uint64_t)hak_opt(BATCH_BYTES)) raise_trigger(HAK_FLUSH_WHY_BYTES);
