@@ -15,7 +15,7 @@
  * frees if need be: what most slow mallocs come to. */
 static inline void *malloc_current(size_t size) {
   hak_page_t *pg = _hak_tls_heap->pages[_hak_size_class(size)];
-  if (!pg || (!pg->free && !_hak_page_refill(pg))) return NULL;
+  if (!pg || (!pg->free && !_hak_page_refill(pg, false))) return NULL;
   return _hak_page_pop(pg);
 }
 
@@ -36,7 +36,7 @@ static HAK_NOINLINE void *malloc_generic(size_t size) {
 /* malloc_current for a size with a direct slot, whose page malloc already
  * has (the class's current page, or page_empty, which refills to nothing). */
 static HAK_NOINLINE void *malloc_refill(size_t size, hak_page_t *pg) {
-  if (_hak_page_refill(pg)) return _hak_page_pop(pg);
+  if (_hak_page_refill(pg, false)) return _hak_page_pop(pg);
   return malloc_generic(size);
 }
 

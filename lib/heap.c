@@ -72,14 +72,36 @@ static void update_direct(hak_heap_t *h, int c) {
 }
 
 static void class_unlink(hak_heap_t *h, hak_page_t *pg) {
-  bool head = h->pages[pg->class_idx] == pg;
-  list_unlink(&h->pages[pg->class_idx], pg);
-  if (head) update_direct(h, pg->class_idx);
+  int c = pg->class_idx;
+  bool head = h->pages[c] == pg;
+  if (h->last[c] == pg) h->last[c] = pg->prev;
+  list_unlink(&h->pages[c], pg);
+  if (head) update_direct(h, c);
 }
 
 static void class_push(hak_heap_t *h, hak_page_t *pg) {
-  list_push(&h->pages[pg->class_idx], pg);
-  update_direct(h, pg->class_idx);
+  int c = pg->class_idx;
+  if (!h->pages[c]) h->last[c] = pg;
+  list_push(&h->pages[c], pg);
+  update_direct(h, c);
+}
+
+/* At the tail: the current page stays current (its direct slots too), and
+ * the page gets its turn after the others, with the frees it gathered
+ * meanwhile, as mimalloc queues a page that is no longer full. Pushed at
+ * the head, a full page that got one block back became current, served one
+ * malloc and was full again: two rewrites of the class's direct slots for
+ * one block. */
+static void class_append(hak_heap_t *h, hak_page_t *pg) {
+  int c = pg->class_idx;
+  if (!h->pages[c]) {
+    class_push(h, pg);
+    return;
+  }
+  pg->next = NULL;
+  pg->prev = h->last[c];
+  h->last[c]->next = pg;
+  h->last[c] = pg;
 }
 
 static bool is_full(const hak_page_t *pg) { return pg->xheap & HAK_PAGE_FULL; }
@@ -100,7 +122,7 @@ static void to_full(hak_heap_t *h, hak_page_t *pg) {
 static void unfull(hak_heap_t *h, hak_page_t *pg) {
   list_unlink(&h->full, pg);
   set_owner(pg, h, 0);
-  class_push(h, pg);
+  class_append(h, pg);
 }
 
 /* The heap changes thread (tid 0: none): so do its pages, so that a new
@@ -215,25 +237,36 @@ static hak_page_t *fresh_page(hak_heap_t *h, int c) {
   if (!pg) return NULL;
   _hak_page_init(pg, h, c);
   class_push(h, pg);
-  _hak_page_refill(pg);
+  _hak_page_refill(pg, true);
   return pg;
 }
 
-/* A page of class c with a free block: the current one refilled, another
- * of the list, or a fresh one. Exhausted pages move to the full list. */
+/* A page of class c with a free block: blocks freed in the current page or
+ * in the next few, then fresh blocks of a page not fully carved, then a
+ * fresh page. Freed blocks go first so that memory is touched only when
+ * none is free. Exhausted pages move to the full list. */
+#define REUSE_SCAN 4
+static hak_page_t *to_head(hak_heap_t *h, hak_page_t *pg) {
+  if (pg != h->pages[pg->class_idx]) { class_unlink(h, pg); class_push(h, pg); }
+  return pg;
+}
+
 static hak_page_t *find_page(hak_heap_t *h, int c) {
-  for (hak_page_t *pg = h->pages[c], *next; pg; pg = next) {
+  int n = 0;
+  for (hak_page_t *pg = h->pages[c], *next; pg && n < REUSE_SCAN; pg = next, n++) {
     next = pg->next;
-    if (pg->free || _hak_page_refill(pg)) {
-      if (pg != h->pages[c]) { class_unlink(h, pg); class_push(h, pg); }
-      return pg;
-    }
+    if (pg->free || _hak_page_refill(pg, false)) return to_head(h, pg);
+    if (pg->capacity < pg->reserved) continue;  /* fresh blocks left: not full */
     /* Frees that raced with the mark are on the page's list: look again. */
     _hak_page_use_delayed(pg);
-    if (_hak_page_refill(pg)) {
-      if (pg != h->pages[c]) { class_unlink(h, pg); class_push(h, pg); }
-      return pg;
-    }
+    if (_hak_page_refill(pg, false)) return to_head(h, pg);
+    to_full(h, pg);
+  }
+  for (hak_page_t *pg = h->pages[c], *next; pg; pg = next) {
+    next = pg->next;
+    if (pg->free || _hak_page_refill(pg, true)) return to_head(h, pg);
+    _hak_page_use_delayed(pg);  /* (as above) */
+    if (_hak_page_refill(pg, true)) return to_head(h, pg);
     to_full(h, pg);
   }
   return fresh_page(h, c);

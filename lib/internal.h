@@ -353,7 +353,7 @@ static inline uint8_t *_hak_page_area(hak_segment_t *s, size_t i, size_t *len) {
 
 /* page.c: one page's free lists (the owner's, unless said otherwise). */
 HAK_INTERNAL void _hak_page_init(hak_page_t *pg, struct hak_heap_s *h, int class_idx);
-HAK_INTERNAL uint32_t _hak_page_refill(hak_page_t *pg);        /* blocks now on free */
+HAK_INTERNAL uint32_t _hak_page_refill(hak_page_t *pg, bool extend_ok);        /* blocks now on free */
 HAK_INTERNAL void _hak_page_collect_remote(hak_page_t *pg);
 HAK_INTERNAL void _hak_page_settle_stats(hak_page_t *pg, struct hak_heap_s *h);
 HAK_INTERNAL void _hak_page_use_delayed(hak_page_t *pg);
@@ -375,6 +375,7 @@ HAK_INTERNAL void _hak_segment_atfork_child(void);
 typedef struct hak_heap_s {
   hak_page_t *direct[HAK_DIRECT_SLOTS]; /* current page for size i (never NULL) */
   hak_page_t *pages[HAK_CLASS_COUNT];  /* pages with (maybe) free blocks; head = current */
+  hak_page_t *last[HAK_CLASS_COUNT];   /* the tail of each of those lists */
   hak_page_t *full;                    /* pages without free blocks */
   _Atomic(hak_block_t *) delayed_free; /* remote frees into full pages */
   hak_segment_t *segments[HAK_SEG_KINDS]; /* segments with free pages */

@@ -72,9 +72,9 @@ void _hak_page_collect_remote(hak_page_t *pg) {
   pg->used -= n;
 }
 
-/* free is empty: refill it from the frees, or from fresh memory. Returns the
- * number of blocks now on it (0: the page is full). */
-uint32_t _hak_page_refill(hak_page_t *pg) {
+/* free is empty: refill it from the frees, or (extend_ok) from fresh memory.
+ * Returns the number of blocks now on it (0: none). */
+uint32_t _hak_page_refill(hak_page_t *pg, bool extend_ok) {
   /* Most pages have no remote frees: one load rather than a call. */
   if (HAK_TF_BLOCK(atomic_load_explicit(&pg->xthread_free, memory_order_relaxed)))
     _hak_page_collect_remote(pg);
@@ -82,7 +82,7 @@ uint32_t _hak_page_refill(hak_page_t *pg) {
   if (pg->local_free) {
     pg->free = pg->local_free;
     pg->local_free = NULL;
-  } else if (pg->capacity < pg->reserved) {
+  } else if (extend_ok && pg->capacity < pg->reserved) {
     fresh = (uint32_t)pg->capacity;
     extend(pg);
     fresh = (uint32_t)pg->capacity - fresh;
