@@ -251,23 +251,27 @@ static hak_page_t *to_head(hak_heap_t *h, hak_page_t *pg) {
   return pg;
 }
 
+/* Whether pg has free blocks now: its frees (extend: or fresh memory). A
+ * page with nothing left to carve and nothing freed goes to the full list. */
+static bool refill_or_full(hak_heap_t *h, hak_page_t *pg, bool extend) {
+  if (pg->free || _hak_page_refill(pg, extend)) return true;
+  if (pg->capacity < pg->reserved) return false;  /* fresh blocks left: not full */
+  /* Frees that raced with the mark are on the page's list: look again. */
+  _hak_page_use_delayed(pg);
+  if (_hak_page_refill(pg, extend)) return true;
+  to_full(h, pg);
+  return false;
+}
+
 static hak_page_t *find_page(hak_heap_t *h, int c) {
   int n = 0;
   for (hak_page_t *pg = h->pages[c], *next; pg && n < REUSE_SCAN; pg = next, n++) {
     next = pg->next;
-    if (pg->free || _hak_page_refill(pg, false)) return to_head(h, pg);
-    if (pg->capacity < pg->reserved) continue;  /* fresh blocks left: not full */
-    /* Frees that raced with the mark are on the page's list: look again. */
-    _hak_page_use_delayed(pg);
-    if (_hak_page_refill(pg, false)) return to_head(h, pg);
-    to_full(h, pg);
+    if (refill_or_full(h, pg, false)) return to_head(h, pg);
   }
   for (hak_page_t *pg = h->pages[c], *next; pg; pg = next) {
     next = pg->next;
-    if (pg->free || _hak_page_refill(pg, true)) return to_head(h, pg);
-    _hak_page_use_delayed(pg);  /* (as above) */
-    if (_hak_page_refill(pg, true)) return to_head(h, pg);
-    to_full(h, pg);
+    if (refill_or_full(h, pg, true)) return to_head(h, pg);
   }
   return fresh_page(h, c);
 }
