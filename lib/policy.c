@@ -1,6 +1,7 @@
 /* The release policy. HAKMEM_POLICY=adaptive chooses, epoch by epoch (50 ms
- * of activity, 200 ms once the choice has held for four epochs), among a few settings of the purge delay and the batch byte
- * limit (the arms), the one that would have cost least:
+ * of activity, 200 ms once the choice has held for four epochs), among a few
+ * settings of the purge delay and the batch byte limit (the arms), the one
+ * that would have cost least:
  *
  *   cost = CPU spent giving memory back (a flush per batch, per byte)
  *        + CPU spent faulting it in again when it is reused (per byte)
@@ -41,8 +42,8 @@
 #define SETTLED_EPOCHS 4
 #define DISCOUNT 0.7              /* weight of the past per epoch */
 /* ... in the arms' scores, per EPOCH_MS (a longer epoch weighs more): a
- * horizon as long as the cap. An eager arm pays
- * its refault in one epoch, when memory comes back; a lazy one pays its hold
+ * horizon as long as the cap. An eager arm pays its refault in one epoch,
+ * when memory comes back; a lazy one pays its hold
  * in every epoch until then. Over a horizon shorter than the time between
  * the two (0.7 is three epochs, 150 ms), the refault fades before the next
  * one and the eager arm looks cheaper near the end of every cycle: on a

@@ -8,14 +8,11 @@ static void adaptive(tu_opts_t *o) {
   tu_opt(o, "CACHE_BYTES", "1G");
 }
 
-/* Blocks freed and taken again 30 ms later, for a second: the policy must
- * settle on an arm that keeps them (delay above the reuse interval). */
-START_TEST(keeps_memory_that_comes_back) {
-  tu_opts_t o = {0};
-  adaptive(&o);
+/* 8 blocks of 4 MiB, freed and taken again every 30 ms, for ms. */
+static void reuse_every_30ms(uint64_t ms) {
   enum { N = 8 };
   void *v[N];
-  uint64_t end = tu_now_ms() + 1500;
+  uint64_t end = tu_now_ms() + ms;
   while (tu_now_ms() < end) {
     for (int i = 0; i < N; i++) {
       v[i] = hak_malloc(4 * MiB);
@@ -24,6 +21,14 @@ START_TEST(keeps_memory_that_comes_back) {
     for (int i = 0; i < N; i++) hak_free(v[i]);
     tu_sleep_ms(30);
   }
+}
+
+/* Blocks freed and taken again 30 ms later, for a second: the policy must
+ * settle on an arm that keeps them (delay above the reuse interval). */
+START_TEST(keeps_memory_that_comes_back) {
+  tu_opts_t o = {0};
+  adaptive(&o);
+  reuse_every_30ms(1500);
   hak_stats_t s = tu_stats();
   ck_assert_int_eq(s.policy_adaptive, 1);
   ck_assert_msg(s.policy_epochs >= 3, "only %llu epochs scored", (unsigned long long)s.policy_epochs);
@@ -204,17 +209,8 @@ END_TEST
 START_TEST(settled_choice_looks_less_often) {
   tu_opts_t o = {0};
   adaptive(&o);
-  enum { N = 8 };
-  void *v[N];
-  uint64_t start = tu_now_ms(), end = start + 1500;
-  while (tu_now_ms() < end) {
-    for (int i = 0; i < N; i++) {
-      v[i] = hak_malloc(4 * MiB);
-      memset(v[i], 1, 4 * MiB);
-    }
-    for (int i = 0; i < N; i++) hak_free(v[i]);
-    tu_sleep_ms(30);
-  }
+  uint64_t start = tu_now_ms();
+  reuse_every_30ms(1500);
   hak_stats_t s = tu_stats();
   uint64_t ms = tu_now_ms() - start;
   ck_assert_msg(s.policy_epoch_ms == 200, "epochs of %llu ms after %llu ms of the same choice (arm %d)",
