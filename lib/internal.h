@@ -396,10 +396,13 @@ HAK_INTERNAL extern hak_heap_t _hak_heap_empty;  /* a thread's heap before its f
 HAK_INTERNAL extern uint32_t _hak_class_size[HAK_CLASS_COUNT];
 
 /* Size classes: 16-byte steps up to 128, then four per power of two. */
+static inline unsigned _hak_size_class_log(size_t size) {  /* size > 128 */
+  size_t x = size - 1, b = 63 ^ (size_t)__builtin_clzl(x);  /* x's top bit: b >= 7 */
+  return (unsigned)(4 * b - 20 + ((x >> (b - 2)) & 3));     /* 8 + 4 (b - 7) + ... */
+}
 static inline int _hak_size_class(size_t size) {
   if (size <= 128) return size ? (int)((size - 1) >> 4) : 0;
-  int b = 63 - __builtin_clzl(size - 1);
-  return 8 + (b - 7) * 4 + (int)(((size - 1) >> (b - 2)) & 3);
+  return _hak_size_class_log(size);
 }
 HAK_INTERNAL void _hak_heap_init(void);
 HAK_INTERNAL void *_hak_heap_malloc(size_t size);    /* small/medium, any path */

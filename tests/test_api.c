@@ -25,6 +25,28 @@ START_TEST(malloc_sizes_aligned_usable) {
 }
 END_TEST
 
+/* Every size up to 16 KiB, and some 130 sizes per class above, up to the
+ * largest page block, gets the smallest class that holds it: never less, at
+ * most a quarter (or 16 bytes) more, and never more than a larger size gets.
+ * Each size is allocated twice, so that the second comes from the class's
+ * current page (malloc's leaf paths). */
+START_TEST(every_size_gets_the_class_that_fits) {
+  size_t prev = 0;
+  for (size_t n = 1; n <= 256 * 1024; n += n <= 16384 ? 1 : 1 + n / 512) {
+    void *p = hak_malloc(n), *q = hak_malloc(n);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_ptr_nonnull(q);
+    size_t u = hak_usable_size(q), bound = n + n / 4 > n + 16 ? n + n / 4 : n + 16;
+    ck_assert_msg(u >= n && u <= bound, "malloc(%zu): %zu usable bytes", n, u);
+    ck_assert_msg(u >= prev, "malloc(%zu): %zu usable bytes, %zu for a smaller size", n, u, prev);
+    ck_assert_uint_eq(hak_usable_size(p), u);
+    prev = u;
+    hak_free(p);
+    hak_free(q);
+  }
+}
+END_TEST
+
 START_TEST(blocks_do_not_overlap) {
   /* Many live objects of one class: writing each one whole must not touch another. */
   enum { N = 3000 };
@@ -286,6 +308,7 @@ Suite *test_api_suite(void) {
   TCase *tc = tcase_create("api");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, malloc_sizes_aligned_usable);
+  tcase_add_test(tc, every_size_gets_the_class_that_fits);
   tcase_add_test(tc, blocks_do_not_overlap);
   tcase_add_test(tc, large_2mib_aligned);
   tcase_add_test(tc, malloc_zero_unique);
