@@ -127,9 +127,10 @@ static HAK_NOINLINE void free_slow(void *p, hak_page_t *pg) {
   _hak_purge_poll();
 }
 
+/* A page its class keeps queued nothing: no poll (a program that empties
+ * and refills the one page of a class on every batch called it every time). */
 static HAK_NOINLINE void page_emptied(hak_page_t *pg) {
-  _hak_heap_page_emptied(pg);
-  _hak_purge_poll();
+  if (_hak_heap_page_emptied(pg)) _hak_purge_poll();
 }
 
 /* The owner's free of a block start that is not free already: the page's

@@ -338,8 +338,15 @@ void _hak_heap_free(hak_page_t *pg, void *p) {
   if (delayed) note_pooled(delayed);
 }
 
-void _hak_heap_page_emptied(hak_page_t *pg) {
-  retire((hak_heap_t *)pg->xheap, pg, true);
+/* The heap is this thread's (free's fast path checked the owner), and the
+ * page is not full: when it is its class's only page it stays, found from
+ * the heap alone (a page's list links are in its descriptor's second line,
+ * which the fast paths never touch). */
+bool _hak_heap_page_emptied(hak_page_t *pg) {
+  hak_heap_t *h = _hak_tls_heap;
+  int c = pg->class_idx;
+  if (h->pages[c] == pg && h->last[c] == pg) return false;
+  return retire(h, pg, false);
 }
 
 size_t _hak_heap_usable(hak_page_t *pg, const void *p) {

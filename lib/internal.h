@@ -409,8 +409,9 @@ HAK_INTERNAL void *_hak_heap_malloc(size_t size);    /* small/medium, any path *
 HAK_INTERNAL void *_hak_heap_malloc_aligned(size_t align, size_t size);
 /* The slow part of free for a block of a page: p is checked here. */
 HAK_INTERNAL void _hak_heap_free(hak_page_t *page, void *p);
-/* The owner's free emptied the page (used reached 0). */
-HAK_INTERNAL void _hak_heap_page_emptied(hak_page_t *page);
+/* The owner's free emptied the page (used reached 0): true when it went
+ * back to its segment, false when it stays (its class's only page). */
+HAK_INTERNAL bool _hak_heap_page_emptied(hak_page_t *page);
 HAK_INTERNAL size_t _hak_heap_usable(hak_page_t *page, const void *p);  /* 0: not a live block */
 HAK_INTERNAL void _hak_heap_collect_mine(void);       /* this thread: retire empty pages */
 HAK_INTERNAL size_t _hak_heap_collect_abandoned(void); /* exited threads' heaps */

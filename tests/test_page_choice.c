@@ -1,4 +1,4 @@
-/* Page choice: a new page is taken where the kernel still has the memory (queued, not flushed), in the heap's segments or the segment cache, before memory it must fault in; reused memory keeps no stale data of a live block. */
+/* Page choice: a new page is taken where the kernel still has the memory (queued, not flushed), in the heap's segments or the segment cache, before memory it must fault in; reused memory keeps no stale data of a live block; an empty page stays only when it is its class's last. */
 #include <sys/resource.h>
 
 #include "testutil.h"
@@ -68,12 +68,50 @@ START_TEST(bursts_after_release_still_work) {
 }
 END_TEST
 
+/* A block of a class taken and freed over and over empties the class's only
+ * page each time: it stays, nothing is queued. The class's current page,
+ * emptied while another page of the class has room, goes back. */
+START_TEST(empty_page_stays_when_it_is_the_last) {
+  enum { SIZE = 2900, N = 4 * (64 * KiB / 3072) };  /* four 64 KiB pages of 3 KiB blocks */
+  static void *v[N];
+  hak_stats_t a = tu_stats();
+  for (int i = 0; i < 10000; i++) {
+    void *p = hak_malloc(SIZE);
+    ck_assert_ptr_nonnull(p);
+    memset(p, i, SIZE);
+    hak_free(p);
+  }
+  hak_stats_t b = tu_stats();
+  ck_assert_msg(b.pages_released == a.pages_released && b.ranges_added == a.ranges_added,
+                "%llu pages released, %llu ranges queued by one block taken and freed",
+                (unsigned long long)(b.pages_released - a.pages_released),
+                (unsigned long long)(b.ranges_added - a.ranges_added));
+  for (int i = 0; i < N; i++) ck_assert_ptr_nonnull(v[i] = hak_malloc(SIZE));
+  uintptr_t current = (uintptr_t)v[N - 1] >> 16;  /* the page the class allocates from */
+  ck_assert((uintptr_t)v[0] >> 16 != current);
+  hak_free(v[0]);  /* the first page has room again: it joins the class's list */
+  v[0] = NULL;
+  b = tu_stats();
+  for (int i = 0; i < N; i++)
+    if (v[i] && (uintptr_t)v[i] >> 16 == current) {
+      hak_free(v[i]);
+      v[i] = NULL;
+    }
+  hak_stats_t c = tu_stats();
+  ck_assert_msg(c.pages_released == b.pages_released + 1,
+                "the emptied current page, not the class's last: %llu pages released",
+                (unsigned long long)(c.pages_released - b.pages_released));
+  for (int i = 0; i < N; i++) hak_free(v[i]);
+}
+END_TEST
+
 Suite *test_page_choice_suite(void) {
   Suite *s = suite_create("page_choice");
   TCase *tc = tcase_create("page_choice");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, bursts_reuse_resident_pages);
   tcase_add_test(tc, bursts_after_release_still_work);
+  tcase_add_test(tc, empty_page_stays_when_it_is_the_last);
   suite_add_tcase(s, tc);
   return s;
 }
