@@ -39,11 +39,19 @@ typedef struct {
 typedef struct {
   pthread_mutex_t lock;
   uint32_t n;
-  entry_t q[SHARD_CAP];
+  entry_t *q;                    /* its SHARD_CAP entries, in queues[] */
 } __attribute__((aligned(64))) shard_t;
 
-/* The big arrays live apart, in .bss: zero, and resident only where used. */
-static shard_t shards[SHARDS];
+/* The big arrays live apart, in .bss: zero, and resident only where used.
+ * The shards' locks sit together, apart from their entries: a flush locks
+ * every shard, and with the entries behind each lock it touched a page per
+ * shard (64 KiB) in a process that queues into one or two. */
+static entry_t queues[SHARDS][SHARD_CAP];
+#define Q(i) {.q = queues[i]}
+static shard_t shards[SHARDS] = {Q(0), Q(1), Q(2),  Q(3),  Q(4),  Q(5),  Q(6),  Q(7),
+                                 Q(8), Q(9), Q(10), Q(11), Q(12), Q(13), Q(14), Q(15)};
+#undef Q
+_Static_assert(SHARDS == 16, "one initialiser per shard");
 static entry_t inflight[QMAX];   /* the flush in progress, sorted by address */
 static struct iovec iovs[QMAX];
 
