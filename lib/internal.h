@@ -372,6 +372,7 @@ HAK_INTERNAL void _hak_segment_atfork_parent(void);
 HAK_INTERNAL void _hak_segment_atfork_child(void);
 
 /* ---- thread heaps (heap.c) ----------------------------------------------*/
+#define HAK_KEPT_MEDIUM 2  /* empty 1 MiB pages a heap keeps, at most */
 typedef struct hak_heap_s {
   hak_page_t *direct[HAK_DIRECT_SLOTS]; /* current page for size i (never NULL) */
   hak_page_t *pages[HAK_CLASS_COUNT];  /* pages with (maybe) free blocks; head = current */
@@ -379,6 +380,8 @@ typedef struct hak_heap_s {
   hak_page_t *full;                    /* pages without free blocks */
   _Atomic(hak_block_t *) delayed_free; /* remote frees into full pages */
   hak_segment_t *segments[HAK_SEG_KINDS]; /* segments with free pages */
+  hak_page_t *kept[HAK_KEPT_MEDIUM];   /* empty medium pages kept for reuse (heap.c: keep) */
+  uint32_t kept_next;                  /* the slot the next one takes */
   uint64_t allocs, frees;              /* counted at refills and retirements (stats) */
   struct hak_heap_s *next_all;         /* every heap ever made */
   struct hak_heap_s *next_pool;        /* abandoned heaps awaiting a thread */

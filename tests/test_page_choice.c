@@ -1,7 +1,9 @@
-/* Page choice: a new page is taken where the kernel still has the memory (queued, not flushed), in the heap's segments or the segment cache, before memory it must fault in; reused memory keeps no stale data of a live block; an empty page stays only when it is its class's last. */
+/* Page choice: a new page is taken where the kernel still has the memory (queued, not flushed), in the heap's segments or the segment cache, before memory it must fault in; reused memory keeps no stale data of a live block; an empty page stays only when it is its class's last, and of medium (1 MiB) pages only the heap's last two. */
 #include <sys/resource.h>
 
 #include "testutil.h"
+
+enum { HAK_KEPT = 2 };  /* lib/internal.h's HAK_KEPT_MEDIUM */
 
 static long minor_faults(void) {
   struct rusage ru;
@@ -105,6 +107,34 @@ START_TEST(empty_page_stays_when_it_is_the_last) {
 }
 END_TEST
 
+/* One block in each of six medium classes, then all freed: each empties its
+ * class's only page, and the heap keeps two of those 1 MiB pages; a block
+ * taken and freed again in a loop keeps its page, queueing nothing. */
+START_TEST(two_empty_medium_pages_stay) {
+  static const size_t sizes[] = {20 * KiB, 40 * KiB, 70 * KiB, 100 * KiB, 150 * KiB, 200 * KiB};
+  enum { N = sizeof sizes / sizeof sizes[0] };
+  void *v[N];
+  for (int i = 0; i < N; i++) ck_assert_ptr_nonnull(v[i] = hak_malloc(sizes[i]));
+  hak_stats_t a = tu_stats();
+  for (int i = 0; i < N; i++) hak_free(v[i]);
+  hak_stats_t b = tu_stats();
+  ck_assert_msg(b.pages_released - a.pages_released == N - HAK_KEPT,
+                "%llu of %d emptied medium pages given back",
+                (unsigned long long)(b.pages_released - a.pages_released), N);
+  hak_free(hak_malloc(40 * KiB));  /* its page joins the two kept: the oldest goes */
+  b = tu_stats();
+  for (int i = 0; i < 1000; i++) {
+    void *p = hak_malloc(40 * KiB);
+    ck_assert_ptr_nonnull(p);
+    memset(p, i, 4096);
+    hak_free(p);
+  }
+  hak_stats_t c = tu_stats();
+  ck_assert_msg(c.pages_released == b.pages_released, "a 40 KiB block taken and freed gave back %llu pages",
+                (unsigned long long)(c.pages_released - b.pages_released));
+}
+END_TEST
+
 Suite *test_page_choice_suite(void) {
   Suite *s = suite_create("page_choice");
   TCase *tc = tcase_create("page_choice");
@@ -112,6 +142,7 @@ Suite *test_page_choice_suite(void) {
   tcase_add_test(tc, bursts_reuse_resident_pages);
   tcase_add_test(tc, bursts_after_release_still_work);
   tcase_add_test(tc, empty_page_stays_when_it_is_the_last);
+  tcase_add_test(tc, two_empty_medium_pages_stay);
   suite_add_tcase(s, tc);
   return s;
 }
