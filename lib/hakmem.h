@@ -161,7 +161,6 @@ typedef struct hak_stats_s {
   int policy_adaptive;        /* 1 adaptive, 0 fixed */
   int policy_arm;             /* the arm in force (adaptive), -1 when fixed */
   uint64_t policy_epochs;     /* epochs the policy has scored */
-  uint64_t policy_epoch_ms;   /* the epoch's length now: 50 ms, 200 ms once the choice holds */
   uint64_t arm_delay_ms[HAK_POLICY_ARMS];   /* each arm's purge delay */
   uint64_t arm_batch_bytes[HAK_POLICY_ARMS];/* and its batch byte limit */
   uint64_t arm_pulls[HAK_POLICY_ARMS];      /* epochs each arm ran */

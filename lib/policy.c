@@ -1,7 +1,6 @@
 /* The release policy. HAKMEM_POLICY=adaptive chooses, epoch by epoch (50 ms
- * of activity, 200 ms once the choice has held for four epochs), among a few
- * settings of the purge delay and the batch byte limit (the arms), the one
- * that would have cost least:
+ * of activity), among a few settings of the purge delay and the batch byte
+ * limit (the arms), the one that would have cost least:
  *
  *   cost = CPU spent giving memory back (a flush per batch, per byte)
  *        + CPU spent faulting it in again when it is reused (per byte)
@@ -33,13 +32,13 @@
 
 #include "internal.h"
 
+/* Also how soon a program that stopped is seen to be quiet (an epoch
+ * without activity), and its free memory goes back: within two epochs.
+ * Longer epochs once the choice held (200 ms) saved the purge thread three
+ * quarters of its wakeups on kvserver, 1.3 ms of CPU in 1.4 s, and left
+ * 17 MiB resident 100 ms after it stopped, where 50 ms epochs had given it
+ * back (docs/results/2026-11-27-settled-epochs.md). */
 #define EPOCH_MS 50
-/* A choice that has held for SETTLED_EPOCHS epochs is looked at every
- * SETTLED_EPOCH_MS: on a program that runs in short bursts, each wakeup of
- * the purge thread cost it 30 us (a quarter of the thread's CPU on kvserver,
- * 31 wakeups in 1.4 s). A change of arm, or a pause, makes epochs short again. */
-#define SETTLED_EPOCH_MS 200
-#define SETTLED_EPOCHS 4
 #define DISCOUNT 0.7              /* weight of the past per epoch */
 /* ... in the arms' scores, per EPOCH_MS (a longer epoch weighs more): a
  * horizon as long as the cap. An eager arm pays its refault in one epoch,
@@ -90,8 +89,6 @@ static struct {
   _Atomic bool adaptive;
   int arm;
   bool idle;                      /* the last epoch saw no activity */
-  uint32_t epoch_ms;              /* EPOCH_MS, or SETTLED_EPOCH_MS */
-  uint32_t held_for;              /* epochs the arm in force has been chosen in a row */
   uint64_t epoch_start_ms, last_sample_ms, held_byte_ms;
   double held[HAK_POLICY_ARMS];   /* byte*ms each arm would have held in the queue */
   snapshot_t at_start;
@@ -119,7 +116,7 @@ static struct {
   double refault_start;           /* 4 KiB pages, as measured at start */
   double sampled_ns, sampled_bytes; /* refaults timed in the program (discounted) */
   double release;                 /* ps per byte given back, from the flushes */
-} P = {.lock = PTHREAD_MUTEX_INITIALIZER, .arm = FIRST_ARM, .idle = true, .epoch_ms = EPOCH_MS,
+} P = {.lock = PTHREAD_MUTEX_INITIALIZER, .arm = FIRST_ARM, .idle = true,
        .refault_ps = {REFAULT_PS_SMALL, REFAULT_PS_HUGE}, .refault = REFAULT_PS_SMALL,
        .refault_start = REFAULT_PS_SMALL,
        .release = RELEASE_PS};
@@ -320,8 +317,6 @@ static void close_pause(void) {
 
 static void go_quiet(uint64_t now_ms) {
   close_pause();
-  P.held_for = 0;  /* what follows a pause may be another phase */
-  P.epoch_ms = EPOCH_MS;
   P.quiet = P.pause_open = true;
   P.pause_stake = P.stake > 0 ? P.stake : 0;
   P.stake = 0;
@@ -380,8 +375,8 @@ static void mix_refault(double huge, double all) {
 
 /* ---- the epoch -------------------------------------------------------------------*/
 
-/* ARM_DISCOUNT for an epoch len_ms long: the past fades at the same rate in
- * time whatever the epoch length. */
+/* ARM_DISCOUNT for an epoch len_ms long (a tick comes late when the thread
+ * is not scheduled at once): the past fades at the same rate in time. */
 static double arm_discount(double len_ms) {
   double keep = 1, n = len_ms / EPOCH_MS;
   for (; n >= 1; n--)
@@ -389,13 +384,6 @@ static double arm_discount(double len_ms) {
   return keep * (1 - (1 - ARM_DISCOUNT) * n);  /* (the fraction left, linearly) */
 }
 
-/* Short epochs while the choice moves, long ones once it holds. */
-static void choose(void) {
-  int was = P.arm;
-  P.arm = best_arm();
-  P.held_for = P.arm == was ? P.held_for + 1 : 0;
-  P.epoch_ms = P.held_for >= SETTLED_EPOCHS ? SETTLED_EPOCH_MS : EPOCH_MS;
-}
 
 /* The reuse the arms answer for: reuse across a pause is the pause rule's,
  * unless the rule holds memory through pauses (then the arm's delay decides
@@ -462,7 +450,7 @@ static void score_epoch(uint64_t now_ms) {
     P.pulls[P.arm]++;
     P.real_sum[P.arm] += real / seconds;
     P.epochs++;
-    choose();
+    P.arm = best_arm();
     apply(P.arm);
     volatile int arm = P.arm;
     volatile long cost = (long)P.est[P.arm];  /* perf 6.1 drops folded probe arguments */
@@ -491,9 +479,9 @@ uint64_t _hak_policy_tick(uint64_t now_ms) {
     hak_stat_add(held_mib_ms, held >> 20);
     sample_queue(now_ms);
     P.last_sample_ms = now_ms;
-    if (now_ms >= P.epoch_start_ms + P.epoch_ms) score_epoch(now_ms);
+    if (now_ms >= P.epoch_start_ms + EPOCH_MS) score_epoch(now_ms);
   }
-  next = P.idle && !pending ? 0 : P.epoch_start_ms + P.epoch_ms;
+  next = P.idle && !pending ? 0 : P.epoch_start_ms + EPOCH_MS;
   pthread_mutex_unlock(&P.lock);
   return next;
 }
@@ -503,7 +491,6 @@ void _hak_policy_fill_stats(hak_stats_t *st) {
   st->policy_adaptive = atomic_load(&P.adaptive);
   st->policy_arm = st->policy_adaptive ? P.arm : -1;
   st->policy_epochs = P.epochs;
-  st->policy_epoch_ms = P.epoch_ms;
   st->policy_pauses = P.pauses;
   st->refault_ps_small = P.refault_ps[0];
   st->refault_ps_small_start = P.refault_start;

@@ -113,8 +113,8 @@ static void table_policy(out_t *o, const hak_stats_t *st) {
         hak_opt(PURGE_DELAY_MS), hak_opt(BATCH_BYTES));
     return;
   }
-  put(o, "  %-34s adaptive, arm %d, %llu epochs scored (%llu ms each now)\n", "policy", st->policy_arm,
-      (unsigned long long)st->policy_epochs, (unsigned long long)st->policy_epoch_ms);
+  put(o, "  %-34s adaptive, arm %d, %llu epochs scored\n", "policy", st->policy_arm,
+      (unsigned long long)st->policy_epochs);
   put(o, "    %-4s %10s %12s %8s %16s %16s\n", "arm", "delay (ms)", "batch (MiB)", "epochs",
       "estimated us/s", "measured us/s");
   for (int a = 0; a < HAK_POLICY_ARMS; a++)
@@ -172,9 +172,9 @@ static void format_json(out_t *o, const hak_stats_t *st) {
       (unsigned long long)st->name.max);
   HAK_STATS_HISTOGRAMS(HAK_HIST_KEY_)
 #undef HAK_HIST_KEY_
-  put(o, ",\"policy\":\"%s\",\"policy_arm\":%d,\"policy_epochs\":%llu,\"policy_epoch_ms\":%llu,\"arms\":[",
+  put(o, ",\"policy\":\"%s\",\"policy_arm\":%d,\"policy_epochs\":%llu,\"arms\":[",
       st->policy_adaptive ? "adaptive" : "fixed", st->policy_arm,
-      (unsigned long long)st->policy_epochs, (unsigned long long)st->policy_epoch_ms);
+      (unsigned long long)st->policy_epochs);
   for (int a = 0; a < HAK_POLICY_ARMS; a++)
     put(o, "%s{\"delay_ms\":%llu,\"batch_bytes\":%llu,\"epochs\":%llu,\"cost_us_per_s\":%.1f,"
         "\"cost_seen_us_per_s\":%.1f}",

@@ -1,4 +1,4 @@
-/* The adaptive release policy: it keeps memory that comes back soon, gives back memory that does not, holds what it knows nothing of yet, looks less often once its choice holds, never holds past the cap, learns what to do at a pause, measures what a refault costs, and yields to settings the program makes. */
+/* The adaptive release policy: it keeps memory that comes back soon, gives back memory that does not, holds what it knows nothing of yet, never holds past the cap, learns what to do at a pause, measures what a refault costs, and yields to settings the program makes. */
 
 #include "testutil.h"
 
@@ -203,28 +203,6 @@ START_TEST(refault_cost_measured) {
 }
 END_TEST
 
-/* The same steady program: once its choice holds, the policy looks every
- * 200 ms rather than every 50 (each look wakes the purge thread); a pause
- * makes epochs short again, for what follows may be another phase. */
-START_TEST(settled_choice_looks_less_often) {
-  tu_opts_t o = {0};
-  adaptive(&o);
-  uint64_t start = tu_now_ms();
-  reuse_every_30ms(1500);
-  hak_stats_t s = tu_stats();
-  uint64_t ms = tu_now_ms() - start;
-  ck_assert_msg(s.policy_epoch_ms == 200, "epochs of %llu ms after %llu ms of the same choice (arm %d)",
-                (unsigned long long)s.policy_epoch_ms, (unsigned long long)ms, s.policy_arm);
-  /* 50 ms epochs would be ms / 50 (30 here); four of them, then 200 ms ones */
-  ck_assert_msg(s.policy_epochs <= 4 + ms / 200 + 2, "%llu epochs in %llu ms",
-                (unsigned long long)s.policy_epochs, (unsigned long long)ms);
-  tu_sleep_ms(500);  /* the program goes quiet */
-  s = tu_stats();
-  ck_assert_msg(s.policy_epoch_ms == 50, "epochs of %llu ms after a pause", (unsigned long long)s.policy_epoch_ms);
-  tu_opts_restore(&o);
-}
-END_TEST
-
 /* A program that sets a delay or a batch limit gets exactly that. */
 START_TEST(explicit_settings_fix_the_policy) {
   tu_opts_t o = {0};
@@ -256,7 +234,6 @@ Suite *test_policy_suite(void) {
   tcase_add_test(tc, delay_within_cap);
   tcase_add_test(tc, pause_rule_follows_the_weight);
   tcase_add_test(tc, refault_cost_measured);
-  tcase_add_test(tc, settled_choice_looks_less_often);
   tcase_add_test(tc, explicit_settings_fix_the_policy);
   suite_add_tcase(s, tc);
   return s;
