@@ -24,25 +24,37 @@ static _Atomic int state;         /* 1 running, 0 not started, -errno failed */
 static _Atomic int starting;
 static pthread_t thread;          /* valid while state is 1 */
 
+/* Exited threads' heaps are collected at most this often. A collection
+ * re-arms every page to report the next remote free, which kicks the thread:
+ * a thread freeing another's blocks after it exited woke it once per free,
+ * up to 270 times in a 0.3 s run of the mixed scenario. */
+#define COLLECT_EVERY_MS 10
+
+static uint64_t earliest(uint64_t a, uint64_t b) { return !a || (b && b < a) ? b : a; }
+
 static void *purge_main(void *arg) {
   (void)arg;
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, NULL);  /* signals are the program's business */
   pthread_setname_np(pthread_self(), "hakmem-purge");
+  uint64_t collected_ms = 0;
   for (;;) {
-    uint64_t next_ms, tick_ms = _hak_policy_tick(_hak_now_ms());  /* may change the delay */
+    uint64_t now = _hak_now_ms(), next_ms, tick_ms = _hak_policy_tick(now);  /* may change the delay */
     int why = _hak_batch_due(&next_ms);
     if (why != HAK_FLUSH_WHY_NONE) {
       _hak_batch_flush(why);
       continue;
     }
     if (_hak_heap_has_abandoned()) {
-      _hak_heap_collect_abandoned();
-      continue;
+      if (now >= collected_ms + COLLECT_EVERY_MS) {
+        _hak_heap_collect_abandoned();
+        collected_ms = now;
+        continue;
+      }
+      next_ms = earliest(next_ms, collected_ms + COLLECT_EVERY_MS);
     }
-    if (tick_ms && (!next_ms || tick_ms < next_ms)) next_ms = tick_ms;
-    _hak_batch_wait(next_ms);
+    _hak_batch_wait(earliest(next_ms, tick_ms));
     hak_stat_inc(purge_wakeups);
   }
   return NULL;

@@ -1,4 +1,6 @@
-/* Purge thread wakeups: a range queued while the thread already sleeps until before its due time does not wake it (free-and-reuse loops cost no wakeup each), and every range is still given back on time. */
+/* Purge thread wakeups: a range queued while the thread already sleeps until before its due time does not wake it (free-and-reuse loops cost no wakeup each), and every range is still given back on time; frees into an exited thread's heap wake it at most every 10 ms. */
+#include <pthread.h>
+
 #include "testutil.h"
 
 /* The purge thread running, the queue empty, the delay `delay_ms`. */
@@ -65,12 +67,48 @@ START_TEST(unkicked_range_still_given_back) {
 }
 END_TEST
 
+enum { ORPHANS = 20000 };
+static void *orphans[ORPHANS];
+
+static void *allocate_and_exit(void *arg) {
+  (void)arg;
+  for (int i = 0; i < ORPHANS; i++) orphans[i] = hak_malloc(64);
+  return NULL;
+}
+
+/* A thread allocates 20,000 blocks and exits; another frees them, 20 at a
+ * time, 1000 times over 100 ms or more. Each free into the exited thread's
+ * heap reports itself, and the first after a collection kicks the purge
+ * thread, which collects: with a collection every time, it failed ("2154
+ * wakeups for 1000 batches of frees"). */
+START_TEST(frees_into_an_exited_heap_wake_it_little) {
+  tu_opts_t o = {0};
+  settle(&o, "10");
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, allocate_and_exit, NULL), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  for (int i = 0; i < ORPHANS; i++) ck_assert_ptr_nonnull(orphans[i]);
+  uint64_t before = tu_stats().purge_wakeups;
+  for (int i = 0; i < ORPHANS; i++) {
+    hak_free(orphans[i]);
+    if (i % 20 == 19) usleep(100);
+  }
+  hak_stats_t s;
+  TU_WAIT_STATS(s, s.pending_ranges == 0 && s.abandoned_pages_released > 0);
+  uint64_t woke = s.purge_wakeups - before;
+  ck_assert_msg(woke < 300, "%llu wakeups for %d batches of frees", (unsigned long long)woke, ORPHANS / 20);
+  ck_assert_msg(s.abandoned_pages_released > 0, "the exited thread's empty pages were not given back");
+  tu_opts_restore(&o);
+}
+END_TEST
+
 Suite *test_purge_wake_suite(void) {
   Suite *s = suite_create("purge_wake");
   TCase *tc = tcase_create("purge_wake");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, free_and_reuse_does_not_wake_the_thread);
   tcase_add_test(tc, unkicked_range_still_given_back);
+  tcase_add_test(tc, frees_into_an_exited_heap_wake_it_little);
   suite_add_tcase(s, tc);
   return s;
 }
