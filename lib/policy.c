@@ -37,7 +37,7 @@
  * Longer epochs once the choice held (200 ms) saved the purge thread three
  * quarters of its wakeups on kvserver, 1.3 ms of CPU in 1.4 s, and left
  * 17 MiB resident 100 ms after it stopped, where 50 ms epochs had given it
- * back (docs/results/2026-11-27-settled-epochs.md). */
+ * back (docs/results/2026-11-27-shorter-paths-and-resident-memory.md). */
 #define EPOCH_MS 50
 #define DISCOUNT 0.7              /* weight of the past per epoch */
 /* ... in the arms' scores, per EPOCH_MS (a longer epoch weighs more): a
