@@ -126,13 +126,13 @@ static struct timespec deadline_of(uint64_t until_ms) {
 }
 
 /* A new oldest range, queued at now_ms, is due a delay later: wake the
- * driver, unless it sleeps until no later than that (it then finds the range). It publishes its
- * deadline before it reads `kicked`, and forgets it when it wakes, so one
- * side always sees the other: a driver that computed its deadline before
- * the range came either wakes by the range's due time or is kicked. Without this, a
- * program that frees a block and takes it back at once (queue empty, one
- * range, empty again) woke the purge thread at every free: 800 wakeups in
- * 21 ms, 12% of the VM scenario's CPU. */
+ * driver, unless it sleeps until no later than that (it then finds the
+ * range). It publishes its deadline before it reads `kicked`, and forgets it
+ * when it wakes, so one side always sees the other: a driver that computed
+ * its deadline before the range came either wakes by the range's due time
+ * or is kicked. Without this, a program that frees a block and takes it back
+ * at once (queue empty, one range, empty again) woke the purge thread at
+ * every free: 800 wakeups in 21 ms, 12% of the VM scenario's CPU. */
 static void kick_for(uint64_t now_ms) {
   long long delay = hak_opt(PURGE_DELAY_MS);
   uint64_t wake = atomic_load(&B.wake_at);

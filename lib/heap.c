@@ -137,10 +137,17 @@ static void set_tid(hak_heap_t *h, uintptr_t tid) {
 
 static bool retire(hak_heap_t *h, hak_page_t *pg, bool keep_last);
 
-static bool is_kept(const hak_heap_t *h, const hak_page_t *pg) {
+/* The only page of its class (head and tail of the list): read from the
+ * heap, not from the page's list links. */
+static bool only_page(const hak_heap_t *h, const hak_page_t *pg) {
+  return h->pages[pg->class_idx] == pg && h->last[pg->class_idx] == pg;
+}
+
+/* pg's slot among the kept medium pages, or NULL. */
+static hak_page_t **kept_slot(hak_heap_t *h, const hak_page_t *pg) {
   for (int i = 0; i < HAK_KEPT_MEDIUM; i++)
-    if (h->kept[i] == pg) return true;
-  return false;
+    if (h->kept[i] == pg) return &h->kept[i];
+  return NULL;
 }
 
 /* The last page of its class, empty, stays: that avoids release/reuse churn
@@ -150,16 +157,11 @@ static bool is_kept(const hak_heap_t *h, const hak_page_t *pg) {
  * medium classes and went quiet kept 20 MiB it would never give back (the
  * phases scenario ended with 11 MiB of them), when a loop needs one or two. */
 static void keep(hak_heap_t *h, hak_page_t *pg) {
-  if (pg->kind == HAK_SEG_SMALL || is_kept(h, pg)) return;
+  if (pg->kind == HAK_SEG_SMALL || kept_slot(h, pg)) return;
   hak_page_t *old = h->kept[h->kept_next];
   h->kept[h->kept_next] = pg;
   h->kept_next = (h->kept_next + 1) % HAK_KEPT_MEDIUM;
   if (old) retire(h, old, false);  /* unless it is in use again */
-}
-
-static void forget(hak_heap_t *h, const hak_page_t *pg) {
-  for (int i = 0; i < HAK_KEPT_MEDIUM; i++)
-    if (h->kept[i] == pg) h->kept[i] = NULL;
 }
 
 /* An empty page goes back to its segment, unless it is the last page of its
@@ -167,12 +169,12 @@ static void forget(hak_heap_t *h, const hak_page_t *pg) {
 static bool retire(hak_heap_t *h, hak_page_t *pg, bool keep_last) {
   if (pg->used != 0) return false;
   if (is_full(pg)) unfull(h, pg);
-  int c = pg->class_idx;
-  if (keep_last && h->pages[c] == pg && !pg->next) {
+  if (keep_last && only_page(h, pg)) {
     keep(h, pg);
     return false;
   }
-  if (pg->kind != HAK_SEG_SMALL) forget(h, pg);
+  hak_page_t **slot = kept_slot(h, pg);
+  if (slot) *slot = NULL;
   class_unlink(h, pg);
   _hak_page_settle_stats(pg, h);
   set_owner(pg, NULL, 0);
@@ -375,8 +377,7 @@ void _hak_heap_free(hak_page_t *pg, void *p) {
  * paths never touch); retire decides the rest. */
 bool _hak_heap_page_emptied(hak_page_t *pg) {
   hak_heap_t *h = _hak_tls_heap;
-  int c = pg->class_idx;
-  if (h->pages[c] == pg && h->last[c] == pg && (pg->kind == HAK_SEG_SMALL || is_kept(h, pg))) return false;
+  if (only_page(h, pg) && (pg->kind == HAK_SEG_SMALL || kept_slot(h, pg))) return false;
   return retire(h, pg, true);
 }
 

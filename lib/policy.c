@@ -42,8 +42,7 @@
 #define DISCOUNT 0.7              /* weight of the past per epoch */
 /* ... in the arms' scores, per EPOCH_MS (a longer epoch weighs more): a
  * horizon as long as the cap. An eager arm pays its refault in one epoch,
- * when memory comes back; a lazy one pays its hold
- * in every epoch until then. Over a horizon shorter than the time between
+ * when memory comes back; a lazy one pays its hold in every epoch until then. Over a horizon shorter than the time between
  * the two (0.7 is three epochs, 150 ms), the refault fades before the next
  * one and the eager arm looks cheaper near the end of every cycle: on a
  * server whose buffers come back after 300 ms the policy switched arms every
@@ -383,7 +382,6 @@ static double arm_discount(double len_ms) {
     if ((keep *= ARM_DISCOUNT) < 1e-6) return 0;
   return keep * (1 - (1 - ARM_DISCOUNT) * n);  /* (the fraction left, linearly) */
 }
-
 
 /* The reuse the arms answer for: reuse across a pause is the pause rule's,
  * unless the rule holds memory through pauses (then the arm's delay decides
