@@ -168,6 +168,7 @@ HAK_INTERNAL void _hak_policy_init(void);
 HAK_INTERNAL uint64_t _hak_policy_tick(uint64_t now_ms);
 HAK_INTERNAL void _hak_policy_fill_stats(hak_stats_t *st);
 HAK_INTERNAL void _hak_policy_set_adaptive(bool on);
+HAK_INTERNAL int _hak_policy_pick(const double est[HAK_POLICY_ARMS], int cur);
 HAK_INTERNAL void _hak_policy_atfork_prepare(void);
 HAK_INTERNAL void _hak_policy_atfork_parent(void);
 

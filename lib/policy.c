@@ -28,6 +28,7 @@
  * only: reuse across a pause would otherwise make every arm look too eager
  * when the rule gives memory back anyway). Everything here runs on the purge
  * thread; malloc and free never see it. */
+#include <stdlib.h>
 #include <sys/sdt.h>
 
 #include "internal.h"
@@ -269,11 +270,22 @@ static double realised(const snapshot_t *now) {
 
 /* A margin against dithering: a change must save 2%, and at least a
  * millisecond of CPU per second (less is not worth the disturbance). */
-static int best_arm(void) {
-  int best = P.arm;
+static bool worth(double from, double to) { return to < from * 0.98 && to < from - 1000; }
+
+/* The cheapest arm, if it is worth the change; and of the arms as cheap as
+ * it within the margin, the nearest to the one in force. Arms tie when an
+ * epoch cannot tell them apart (nothing flushed, nothing reused: 1 ms and
+ * 10 ms both cost nothing), and the tie is no evidence for the more eager
+ * arm: phases went from 1000 ms to 1 ms so, and paid for it two epochs. */
+int _hak_policy_pick(const double est[HAK_POLICY_ARMS], int cur) {
+  int best = cur, pick;
   for (int a = 0; a < HAK_POLICY_ARMS; a++)
-    if (P.est[a] < P.est[best] * 0.98 && P.est[a] < P.est[best] - 1000) best = a;
-  return best;
+    if (est[a] < est[best]) best = a;
+  if (!worth(est[cur], est[best])) return cur;
+  pick = best;
+  for (int a = 0; a < HAK_POLICY_ARMS; a++)
+    if (!worth(est[a], est[best]) && worth(est[cur], est[a]) && abs(a - cur) < abs(pick - cur)) pick = a;
+  return pick;
 }
 
 static void start_epoch(uint64_t now_ms) {
@@ -448,7 +460,7 @@ static void score_epoch(uint64_t now_ms) {
     P.pulls[P.arm]++;
     P.real_sum[P.arm] += real / seconds;
     P.epochs++;
-    P.arm = best_arm();
+    P.arm = _hak_policy_pick(P.est, P.arm);
     apply(P.arm);
     volatile int arm = P.arm;
     volatile long cost = (long)P.est[P.arm];  /* perf 6.1 drops folded probe arguments */
