@@ -89,6 +89,12 @@ LIB_PIC  := $(LIB_SRCS:%.c=$(BUILD)/pic/%.o)
 LIB_FLAGS := -fPIC -fvisibility=hidden -ftls-model=initial-exec -fno-semantic-interposition \
              -fno-builtin-malloc -fno-builtin-free -Ilib -Iio
 LIB_LIBS := -luring -lpthread
+# The shared library carries liburing inside it, its symbols hidden: an
+# LD_PRELOAD then adds no library to the program (one less to map and
+# relocate at every start), and a program that brings its own liburing, of
+# another version, keeps it (liburing-dev's liburing.a has no absolute
+# relocations, so it links into a shared object).
+SO_LIBS  := -Wl,--exclude-libs,liburing.a -l:liburing.a -lpthread
 HAK_OBJS := $(LIB_PIC)
 
 ifeq ($(SAN),)
@@ -105,9 +111,9 @@ $(BUILD)/pic/%.o: %.c | $(SETUP_STAMP)
 	@mkdir -p $(dir $@)
 	$(HAK_CC) $(LIB_FLAGS) -c $< -o $@
 
-$(LIBSO): $(LIB_PIC)
+$(LIBSO): $(LIB_PIC) Makefile
 	@mkdir -p $(dir $@)
-	$(HAK_LD) -shared -Wl,-soname,libhakmem.so -Wl,-z,now -o $@ $^ $(LIB_LIBS)
+	$(HAK_LD) -shared -Wl,-soname,libhakmem.so -Wl,-z,now -o $@ $(LIB_PIC) $(SO_LIBS)
 
 $(LIBA): $(LIB_PIC)
 	@mkdir -p $(dir $@)

@@ -1,4 +1,4 @@
-/* LD_PRELOAD smoke tests: python3, sort and gcc under libhakmem.so give the same output as without it; stats reports. */
+/* LD_PRELOAD smoke tests: python3, sort and gcc under libhakmem.so give the same output as without it; stats reports; the library brings no other library into the program. */
 #include "testutil.h"
 
 #define LIBSO "lib/libhakmem.so"
@@ -77,6 +77,33 @@ static const char py_script[] =
     "del blobs\n"
     "words = sorted({str(i * 7919 % 100003) for i in range(100000)})\n"
     "print(s, len(words), words[:3], words[-3:])\n";
+
+
+static char *readelf(const char *opt) {
+  const char *argv[] = {"readelf", "-W", opt, LIBSO, NULL};
+  tu_run_t r;
+  ck_assert_int_eq(tu_run(argv, NULL, NULL, &r), 0);
+  ck_assert_msg(tu_exited_ok(&r), "readelf %s %s failed: %s", opt, LIBSO, r.err);
+  free(r.err);
+  return r.out;
+}
+
+/* Preloaded, hakmem needs only the C library: liburing is inside it and
+ * hidden, so a program that links its own liburing (another version, say)
+ * binds to its own, and no liburing.so is mapped into every program. */
+START_TEST(needs_only_libc) {
+  NEED_PRELOAD();
+  char *dyn = readelf("-d");
+  ck_assert_msg(strstr(dyn, "liburing") == NULL, "%s needs liburing.so:\n%s", LIBSO, dyn);
+  ck_assert_msg(strstr(dyn, "TEXTREL") == NULL, "%s has text relocations", LIBSO);
+  free(dyn);
+  char *syms = readelf("--dyn-syms");
+  for (char *line = strtok(syms, "\n"); line; line = strtok(NULL, "\n"))
+    ck_assert_msg(!(strstr(line, "io_uring_") && !strstr(line, " UND ")),
+                  "%s exports a liburing symbol: %s", LIBSO, line);
+  free(syms);
+}
+END_TEST
 
 /* The real interpreter, not a wrapper script (pyenv shims are bash). */
 static int python_path(char *out, size_t n) {
@@ -254,6 +281,7 @@ Suite *test_preload_suite(void) {
   tcase_add_test(tc, gcc_compile_and_run);
   tcase_add_test(tc, stats_table_printed);
   tcase_add_test(tc, vector_vs_loop_under_python);
+  tcase_add_test(tc, needs_only_libc);
   suite_add_tcase(s, tc);
   return s;
 }
