@@ -275,16 +275,18 @@ static bool worth(double from, double to) { return to < from * 0.98 && to < from
 /* The cheapest arm, if it is worth the change; and of the arms as cheap as
  * it within the margin, the nearest to the one in force. Arms tie when an
  * epoch cannot tell them apart (nothing flushed, nothing reused: 1 ms and
- * 10 ms both cost nothing), and the tie is no evidence for the more eager
- * arm: phases went from 1000 ms to 1 ms so, and paid for it two epochs. */
+ * 10 ms both cost nothing), and a tie is no evidence for the more eager arm:
+ * on phases, going to 1 ms from such an epoch cost two epochs of flushes. */
 int _hak_policy_pick(const double est[HAK_POLICY_ARMS], int cur) {
   int best = cur, pick;
   for (int a = 0; a < HAK_POLICY_ARMS; a++)
     if (est[a] < est[best]) best = a;
   if (!worth(est[cur], est[best])) return cur;
   pick = best;
-  for (int a = 0; a < HAK_POLICY_ARMS; a++)
-    if (!worth(est[a], est[best]) && worth(est[cur], est[a]) && abs(a - cur) < abs(pick - cur)) pick = a;
+  for (int a = 0; a < HAK_POLICY_ARMS; a++) {
+    bool as_cheap = !worth(est[a], est[best]), nearer = abs(a - cur) < abs(pick - cur);
+    if (as_cheap && nearer && worth(est[cur], est[a])) pick = a;
+  }
   return pick;
 }
 
