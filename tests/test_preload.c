@@ -78,7 +78,7 @@ static const char py_script[] =
     "words = sorted({str(i * 7919 % 100003) for i in range(100000)})\n"
     "print(s, len(words), words[:3], words[-3:])\n";
 
-
+/* readelf's output for the library, with one option (-d, --dyn-syms). */
 static char *readelf(const char *opt) {
   const char *argv[] = {"readelf", "-W", opt, LIBSO, NULL};
   tu_run_t r;
