@@ -140,7 +140,8 @@ static void kick_for(uint64_t now_ms) {
   _hak_batch_kick();
 }
 
-void _hak_batch_wait(uint64_t until_ms) {
+/* Returns whether a kick ended (or skipped) the sleep. */
+bool _hak_batch_wait(uint64_t until_ms) {
   int old;
   pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
   pthread_mutex_lock(&B.wake_lock);
@@ -156,9 +157,10 @@ void _hak_batch_wait(uint64_t until_ms) {
   }
   atomic_store(&B.wake_at, 0);
   atomic_store(&B.sleeping, 0);
-  atomic_store(&B.kicked, 0);
+  bool kicked = atomic_exchange(&B.kicked, 0);
   pthread_mutex_unlock(&B.wake_lock);
   pthread_setcancelstate(old, NULL);
+  return kicked;
 }
 
 /* ---- queue ------------------------------------------------------------------------*/

@@ -202,7 +202,7 @@ HAK_INTERNAL int _hak_batch_due(uint64_t *next_ms);
 HAK_INTERNAL bool _hak_batch_pending(void);
 /* Sleep until a limit is reached, the queue stops being empty, a kick, or
  * the CLOCK_MONOTONIC_COARSE time until_ms (0: no time limit). */
-HAK_INTERNAL void _hak_batch_wait(uint64_t until_ms);
+HAK_INTERNAL bool _hak_batch_wait(uint64_t until_ms);   /* true: a kick woke it */
 HAK_INTERNAL void _hak_batch_kick(void);          /* wake _hak_batch_wait */
 HAK_INTERNAL int _hak_batch_set_mode(int mode);   /* probe, switch, fall back */
 HAK_INTERNAL void _hak_batch_fill_stats(hak_stats_t *st);

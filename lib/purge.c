@@ -32,6 +32,17 @@ static pthread_t thread;          /* valid while state is 1 */
 
 static uint64_t earliest(uint64_t a, uint64_t b) { return !a || (b && b < a) ? b : a; }
 
+/* Kicked for a range that was taken back before the thread looked (a
+ * program that frees a block and takes it again at once), the thread sleeps
+ * a delay all the same: the next such range is due after that, and its free
+ * need not kick. Sleeping without a deadline instead, it was kicked by the
+ * next free and found the queue empty again, free after free: 300-440
+ * wakeups in 400 ms at a 50 ms delay. Now at most two per delay. */
+static uint64_t after_empty_kick(uint64_t now) {
+  long long delay = hak_opt(PURGE_DELAY_MS);
+  return delay > 0 ? now + (uint64_t)delay : 0;
+}
+
 static void *purge_main(void *arg) {
   (void)arg;
   sigset_t all;
@@ -39,6 +50,7 @@ static void *purge_main(void *arg) {
   pthread_sigmask(SIG_BLOCK, &all, NULL);  /* signals are the program's business */
   pthread_setname_np(pthread_self(), "hakmem-purge");
   uint64_t collected_ms = 0;
+  bool kicked = false;
   for (;;) {
     uint64_t now = _hak_now_ms(), next_ms, tick_ms = _hak_policy_tick(now);  /* may change the delay */
     int why = _hak_batch_due(&next_ms);
@@ -54,7 +66,9 @@ static void *purge_main(void *arg) {
       }
       next_ms = earliest(next_ms, collected_ms + COLLECT_EVERY_MS);
     }
-    _hak_batch_wait(earliest(next_ms, tick_ms));
+    uint64_t until = earliest(next_ms, tick_ms);
+    if (kicked && !next_ms) until = earliest(until, after_empty_kick(now));
+    kicked = _hak_batch_wait(until);
     hak_stat_inc(purge_wakeups);
   }
   return NULL;
