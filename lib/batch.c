@@ -38,20 +38,17 @@ typedef struct {
 
 typedef struct {
   pthread_mutex_t lock;
-  uint32_t n;
-  entry_t *q;                    /* its SHARD_CAP entries, in queues[] */
+  uint32_t n;                    /* entries used in its row of queues[] */
 } __attribute__((aligned(64))) shard_t;
 
 /* The big arrays live apart, in .bss: zero, and resident only where used.
  * The shards' locks sit together, apart from their entries: a flush locks
  * every shard, and with the entries behind each lock it touched a page per
  * shard (64 KiB) in a process that queues into one or two. */
+static shard_t shards[SHARDS];
 static entry_t queues[SHARDS][SHARD_CAP];
-#define Q(i) {.q = queues[i]}
-static shard_t shards[SHARDS] = {Q(0), Q(1), Q(2),  Q(3),  Q(4),  Q(5),  Q(6),  Q(7),
-                                 Q(8), Q(9), Q(10), Q(11), Q(12), Q(13), Q(14), Q(15)};
-#undef Q
-_Static_assert(SHARDS == 16, "one initialiser per shard");
+
+static entry_t *q_of(const shard_t *s) { return queues[s - shards]; }
 static entry_t inflight[QMAX];   /* the flush in progress, sorted by address */
 static struct iovec iovs[QMAX];
 
@@ -192,7 +189,7 @@ uint64_t _hak_batch_add(void *addr, size_t len) {
   uint64_t stamp = atomic_load_explicit(&B.gen_ms, memory_order_relaxed);
   if (stamp != now && atomic_compare_exchange_strong(&B.gen_ms, &stamp, now)) atomic_fetch_add(&B.gen, 1);
   uint64_t token = atomic_load(&B.gen);
-  s->q[s->n++] = (entry_t){(uintptr_t)addr, len, token, (uint32_t)hak_opt(ADVICE), (uint32_t)now};
+  q_of(s)[s->n++] = (entry_t){(uintptr_t)addr, len, token, (uint32_t)hak_opt(ADVICE), (uint32_t)now};
   uint64_t pending = atomic_fetch_add(&B.pending, 1) + 1;
   uint64_t bytes = atomic_fetch_add(&B.pending_bytes, len) + len;
   pthread_mutex_unlock(&s->lock);
@@ -221,11 +218,11 @@ static bool overlaps(const entry_t *e, uintptr_t lo, uintptr_t hi) {
 /* Cut [lo,hi) out of q[i]; returns the bytes taken out. A piece left on
  * either side stays in this shard, with this generation. */
 static size_t cut_entry(shard_t *s, uint32_t i, uintptr_t lo, uintptr_t hi) {
-  entry_t *e = &s->q[i];
+  entry_t *e = &q_of(s)[i];
   uintptr_t a = e->addr, b = a + e->len;
   size_t before = e->len;
   if (lo <= a && hi >= b) {              /* whole entry */
-    s->q[i] = s->q[--s->n];
+    q_of(s)[i] = q_of(s)[--s->n];
     return before;
   }
   if (lo <= a) {                         /* head */
@@ -236,7 +233,7 @@ static size_t cut_entry(shard_t *s, uint32_t i, uintptr_t lo, uintptr_t hi) {
   } else {                               /* middle: keep both sides */
     e->len = lo - a;
     if (s->n < SHARD_CAP) {
-      s->q[s->n++] = (entry_t){hi, b - hi, e->gen, e->advice, e->queued_ms};
+      q_of(s)[s->n++] = (entry_t){hi, b - hi, e->gen, e->advice, e->queued_ms};
     } else {
       hak_stat_inc(ranges_dropped);      /* the right side stays resident */
       return before - e->len;
@@ -280,13 +277,13 @@ void _hak_batch_cancel(void *addr, size_t len, uint64_t token, int why) {
   uint64_t cancelled = 0, ranges = 0;
   pthread_mutex_lock(&s->lock);
   for (uint32_t i = 0; i < s->n;) {
-    if (!overlaps(&s->q[i], lo, hi)) { i++; continue; }
+    if (!overlaps(&q_of(s)[i], lo, hi)) { i++; continue; }
     uint32_t n_before = s->n;
     cancelled += cut_entry(s, i, lo, hi);
     ranges++;
     if (s->n < n_before) atomic_fetch_sub(&B.pending, 1);
     else if (s->n > n_before) atomic_fetch_add(&B.pending, 1);
-    if (i < s->n && !overlaps(&s->q[i], lo, hi)) i++;  /* else look again at slot i */
+    if (i < s->n && !overlaps(&q_of(s)[i], lo, hi)) i++;  /* else look again at slot i */
   }
   atomic_fetch_sub(&B.pending_bytes, cancelled);
   pthread_mutex_unlock(&s->lock);
@@ -314,9 +311,9 @@ void _hak_batch_pending_ages(const uint32_t *limit_ms, int n, uint64_t *bytes) {
     shard_t *sh = &shards[s];
     pthread_mutex_lock(&sh->lock);
     for (uint32_t k = 0; k < sh->n; k++) {
-      uint32_t age = now - sh->q[k].queued_ms;
+      uint32_t age = now - q_of(sh)[k].queued_ms;
       for (int i = 0; i < n; i++)
-        if (age < limit_ms[i]) bytes[i] += sh->q[k].len;
+        if (age < limit_ms[i]) bytes[i] += q_of(sh)[k].len;
     }
     pthread_mutex_unlock(&sh->lock);
   }
@@ -476,7 +473,7 @@ static sweep_t sweep(uint64_t min_age_ms) {
     pthread_mutex_lock(&s->lock);
     uint32_t kept = 0, taken = 0;
     for (uint32_t k = 0; k < s->n; k++) {
-      entry_t *e = &s->q[k];
+      entry_t *e = &q_of(s)[k];
       uint32_t age = (uint32_t)now - e->queued_ms;
       if (age >= min_age_ms) {
         inflight[sw.n + taken++] = *e;
@@ -485,7 +482,7 @@ static sweep_t sweep(uint64_t min_age_ms) {
       }
       if (e->gen < sw.min_gen_left) sw.min_gen_left = e->gen;
       if (now - age < oldest_left) oldest_left = now - age;
-      s->q[kept++] = *e;
+      q_of(s)[kept++] = *e;
     }
     sw.n += taken;
     atomic_fetch_sub(&B.pending, taken);

@@ -150,6 +150,12 @@ static hak_page_t **kept_slot(hak_heap_t *h, const hak_page_t *pg) {
   return NULL;
 }
 
+/* An empty page that is its class's only one stays if this holds: every
+ * small page, and the medium pages among the kept ones. */
+static bool stays_as_last(hak_heap_t *h, const hak_page_t *pg) {
+  return pg->kind == HAK_SEG_SMALL || kept_slot(h, pg);
+}
+
 /* The last page of its class, empty, stays: that avoids release/reuse churn
  * on loops that allocate and free one block (250 ns a cycle for a 40 KiB
  * block, against 8). A small page always; a 1 MiB medium page only among
@@ -157,7 +163,7 @@ static hak_page_t **kept_slot(hak_heap_t *h, const hak_page_t *pg) {
  * medium classes and went quiet kept 20 MiB it would never give back (the
  * phases scenario ended with 11 MiB of them), when a loop needs one or two. */
 static void keep(hak_heap_t *h, hak_page_t *pg) {
-  if (pg->kind == HAK_SEG_SMALL || kept_slot(h, pg)) return;
+  if (stays_as_last(h, pg)) return;
   hak_page_t *old = h->kept[h->kept_next];
   h->kept[h->kept_next] = pg;
   h->kept_next = (h->kept_next + 1) % HAK_KEPT_MEDIUM;
@@ -377,7 +383,7 @@ void _hak_heap_free(hak_page_t *pg, void *p) {
  * paths never touch); retire decides the rest. */
 bool _hak_heap_page_emptied(hak_page_t *pg) {
   hak_heap_t *h = _hak_tls_heap;
-  if (only_page(h, pg) && (pg->kind == HAK_SEG_SMALL || kept_slot(h, pg))) return false;
+  if (only_page(h, pg) && stays_as_last(h, pg)) return false;
   return retire(h, pg, true);
 }
 

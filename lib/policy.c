@@ -43,11 +43,12 @@
 #define DISCOUNT 0.7              /* weight of the past per epoch */
 /* ... in the arms' scores, per EPOCH_MS (a longer epoch weighs more): a
  * horizon as long as the cap. An eager arm pays its refault in one epoch,
- * when memory comes back; a lazy one pays its hold in every epoch until then. Over a horizon shorter than the time between
- * the two (0.7 is three epochs, 150 ms), the refault fades before the next
- * one and the eager arm looks cheaper near the end of every cycle: on a
- * server whose buffers come back after 300 ms the policy switched arms every
- * few epochs, and gave back at each switch what came back 300 ms later
+ * when memory comes back; a lazy one pays its hold in every epoch until
+ * then. Over a horizon shorter than the time between the two (0.7 is three
+ * epochs, 150 ms), the refault fades before the next one and the eager arm
+ * looks cheaper near the end of every cycle: on a server whose buffers come
+ * back after 300 ms the policy switched arms every few epochs, and gave back
+ * at each switch what came back 300 ms later
  * (docs/results/2026-11-26-policy-accounting.md). */
 #define ARM_DISCOUNT 0.95
 /* Until measured, what they cost on the project machine (kernel 6.18, KVM):

@@ -2,8 +2,7 @@
 #include <sys/resource.h>
 
 #include "testutil.h"
-
-enum { HAK_KEPT = 2 };  /* lib/internal.h's HAK_KEPT_MEDIUM */
+#include "internal.h"  /* HAK_KEPT_MEDIUM */
 
 static long minor_faults(void) {
   struct rusage ru;
@@ -118,7 +117,7 @@ START_TEST(two_empty_medium_pages_stay) {
   hak_stats_t a = tu_stats();
   for (int i = 0; i < N; i++) hak_free(v[i]);
   hak_stats_t b = tu_stats();
-  ck_assert_msg(b.pages_released - a.pages_released == N - HAK_KEPT,
+  ck_assert_msg(b.pages_released - a.pages_released == N - HAK_KEPT_MEDIUM,
                 "%llu of %d emptied medium pages given back",
                 (unsigned long long)(b.pages_released - a.pages_released), N);
   hak_free(hak_malloc(40 * KiB));  /* its page joins the two kept: the oldest goes */

@@ -1,6 +1,7 @@
 /* The adaptive release policy: it keeps memory that comes back soon, gives back memory that does not, holds what it knows nothing of yet, never holds past the cap, learns what to do at a pause, moves as little as it must when arms tie, measures what a refault costs, and yields to settings the program makes. */
 
 #include "testutil.h"
+#include "internal.h"  /* _hak_policy_pick */
 
 static void adaptive(tu_opts_t *o) {
   tu_quiet(o);          /* fixes the policy (it sets the delay) ... */
@@ -202,9 +203,6 @@ START_TEST(refault_cost_measured) {
   tu_opts_restore(&o);
 }
 END_TEST
-
-/* The choice among the arms' estimates (lib/policy.c). */
-int _hak_policy_pick(const double est[HAK_POLICY_ARMS], int cur);
 
 /* An epoch that cannot tell arms apart moves as little as it must. phases'
  * first epoch on 1000 ms saw no flush and no reuse of released memory, so the

@@ -15,6 +15,15 @@ static void settle(tu_opts_t *o, const char *delay_ms) {
   ck_assert_msg(s.purge_thread == 1, "set-up: the purge thread did not start (state %d)", s.purge_thread);
 }
 
+/* A 2 MiB block taken, its pages written, and freed: the free queues a
+ * range, the next call's malloc takes it back. */
+static void take_write_free(int i) {
+  char *p = hak_malloc(2 * MiB);
+  ck_assert_ptr_nonnull(p);
+  for (size_t off = 0; off < 2 * MiB; off += 4096) p[off] = (char)i;
+  hak_free(p);
+}
+
 /* A block freed and taken again at once, 2000 times: each free queues a
  * range into an empty queue, each malloc takes it back. The thread sleeps
  * until the first range's due time, which no later range precedes: it
@@ -26,12 +35,7 @@ START_TEST(free_and_reuse_does_not_wake_the_thread) {
   tu_opts_t o = {0};
   settle(&o, "200");
   uint64_t before = tu_stats().purge_wakeups;
-  for (int i = 0; i < 2000; i++) {
-    char *p = hak_malloc(2 * MiB);
-    ck_assert_ptr_nonnull(p);
-    for (size_t off = 0; off < 2 * MiB; off += 4096) p[off] = (char)i;
-    hak_free(p);
-  }
+  for (int i = 0; i < 2000; i++) take_write_free(i);
   hak_stats_t s = tu_stats();
   uint64_t woke = s.purge_wakeups - before;
   ck_assert_msg(woke < 100, "%llu wakeups for 2000 frees", (unsigned long long)woke);
@@ -51,13 +55,7 @@ START_TEST(a_range_taken_back_at_once_does_not_wake_it_per_free) {
   tu_opts_t o = {0};
   settle(&o, "50");
   uint64_t before = tu_stats().purge_wakeups, end = tu_now_ms() + 400, frees = 0;
-  while (tu_now_ms() < end) {
-    char *p = hak_malloc(2 * MiB);
-    ck_assert_ptr_nonnull(p);
-    for (size_t off = 0; off < 2 * MiB; off += 4096) p[off] = (char)frees;
-    hak_free(p);
-    frees++;
-  }
+  while (tu_now_ms() < end) take_write_free((int)frees++);
   hak_stats_t s = tu_stats();
   uint64_t woke = s.purge_wakeups - before;
   ck_assert_msg(woke < 40, "%llu wakeups in 400 ms (%llu frees, delay 50 ms)", (unsigned long long)woke,
